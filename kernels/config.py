@@ -1,0 +1,89 @@
+"""Every option of the compiled kernels, in one place.
+
+The kernels never spell out a numba option themselves: they use ``JIT``
+(serial), ``PJIT`` (``prange`` loops) or ``EXACT`` (code whose rounding must
+not be rearranged). Importing this module sets up the cache directory and the
+OpenMP wait policy *before* numba is loaded, and imports nothing heavy.
+"""
+
+import os
+import sys
+import tempfile
+import warnings
+
+#: fastmath flags that keep NaN and inf checks working: ``nnan``/``ninf`` are
+#: left out on purpose (with them ``np.isfinite`` is compiled away), and so is
+#: ``reassoc`` (it would let LLVM undo the rounding tricks of ``_exp`` and would
+#: make sums depend on vector width).
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
+
+#: Serial kernels: no Python error model (its division check blocks SIMD).
+JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH))
+
+#: Kernels with ``prange`` loops.
+PJIT = dict(JIT, parallel=True)
+
+#: Scalar helpers whose every rounding step is meant (no contraction into FMA).
+EXACT = dict(JIT, fastmath=False)
+
+#: Row chunk (in elements) below which a ``prange`` loop does not pay.
+PARALLEL_MIN_ELEMENTS = 1 << 17
+
+#: Below this many multiply-adds a matrix product is a plain loop, not a BLAS call.
+SMALL_GEMM = 1 << 14
+
+#: Rows of one forward pass in ``predict``: bounds the scratch memory.
+PREDICT_CHUNK = 4096
+
+
+def _writable(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".fastmlp-probe-")
+        probe.close()
+        return True
+    except OSError:
+        return False
+
+
+def _pick_cache_dir():
+    """Where numba may write its cache, or None when nothing is writable.
+
+    The package's own ``__pycache__`` is numba's first choice; where it is
+    read-only (a system install), a per-user directory is used instead.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    if _writable(here):
+        return None  # numba's in-tree default works
+    candidates = []
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    candidates.append(os.path.join(xdg, "fastmlp", "numba"))
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    candidates.append(os.path.join(tempfile.gettempdir(), f"fastmlp-numba-{uid}"))
+    for path in candidates:
+        if _writable(path):
+            return path
+    return ""
+
+
+CACHE_DIR = _pick_cache_dir()
+if CACHE_DIR == "":
+    warnings.warn(
+        "fastmlp: no writable directory for numba's cache (set NUMBA_CACHE_DIR); "
+        "kernels are compiled anew in every process",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    for _opts in (JIT, PJIT, EXACT):
+        _opts["cache"] = False
+elif CACHE_DIR is not None:
+    os.environ.setdefault("NUMBA_CACHE_DIR", CACHE_DIR)
+    if "numba" in sys.modules:  # numba read its config already: tell it directly
+        sys.modules["numba"].config.CACHE_DIR = CACHE_DIR
+
+# OpenMP workers that spin after a prange loop steal the cores BLAS is using;
+# a passive wait policy puts them to sleep at once. It must be set before the
+# OpenMP runtime loads, which is at numba's first parallel call.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")

@@ -1,0 +1,553 @@
+"""Compiled (numba) kernels: every formula as an in-place loop.
+
+Each kernel writes into an ``out`` array that its caller provides and
+allocates nothing. The whole-epoch kernel ``train_epoch`` calls the others, so
+they all live in this one module: numba rebuilds a cached function only when
+its own source file changes, and a callee in another file would go stale.
+
+Elementwise math uses ``_exp``, a range-reduced polynomial that vectorises
+(numba has no SIMD ``exp`` on this platform). Results are computed in float64
+and stored in the array's dtype.
+
+Sections: constants, exp, matrix products, activations, softmax and losses,
+optimisers, network forward, whole epoch.
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from .config import EXACT, JIT, PARALLEL_MIN_ELEMENTS, PJIT, SMALL_GEMM
+
+# ---------------------------------------------------------------- constants
+IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
+SOFTMAX, SQUARED = 0, 1
+SGD, ADAM = 0, 1
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # Adam
+
+# ---------------------------------------------------------------------- exp
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer
+_SHIFTER_BITS = 0x4338000000000000
+_EXP_LO = -708.0
+_EXP_HI = 709.782712893384  # log(largest float64)
+
+
+@intrinsic
+def _bits_of(typingctx, x):
+    """The int64 with the bit pattern of float64 ``x``."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _float_of(typingctx, n):
+    """The float64 with the bit pattern of int64 ``n``."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@njit(**EXACT)
+def _exp(x):
+    """exp(x) for float64 ``x``, within 2 ulp; 0 below -708, inf above log(max float64).
+
+    x = k ln2 + r with |r| <= ln2/2; exp(r) by a degree-13 Taylor polynomial;
+    2**k built from its bits. Branch-free so that loops over it vectorise.
+    """
+    c = min(max(x, _EXP_LO), _EXP_HI)
+    t = c * _LOG2E + _SHIFTER
+    k = t - _SHIFTER
+    r = (c - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    # 2**(k-1), times 2 below: k reaches 1024 near the top of the range
+    scale = _float_of((_bits_of(t) - _SHIFTER_BITS + 1022) << 52)
+    y = (p * scale) * 2.0
+    y = 0.0 if x < _EXP_LO else y
+    y = np.inf if x > _EXP_HI else y
+    return y
+
+
+@njit(**JIT)
+def _sigmoid(v):
+    return 1.0 / (1.0 + _exp(-v))
+
+
+@njit(**JIT)
+def _tanh(v):
+    e = _exp(-2.0 * abs(v))
+    t = (1.0 - e) / (1.0 + e)
+    return t if v >= 0 else -t
+
+
+# ---------------------------------------------------------- matrix products
+@njit(**JIT)
+def gemm_nn(A, B, C):
+    """C = A @ B."""
+    m, k = A.shape
+    n = B.shape[1]
+    if m * n * k > SMALL_GEMM:
+        np.dot(A, B, C)
+        return
+    for i in range(m):
+        ci = C[i]
+        ai = A[i]
+        for j in range(n):
+            ci[j] = 0.0
+        for p in range(k):
+            a = ai[p]
+            bp = B[p]
+            for j in range(n):
+                ci[j] += a * bp[j]
+
+
+@njit(**JIT)
+def gemm_tn(A, B, C):
+    """C = A.T @ B."""
+    m, k = A.shape
+    n = B.shape[1]
+    if m * n * k > SMALL_GEMM:
+        np.dot(A.T, B, C)
+        return
+    for i in range(k):
+        ci = C[i]
+        for j in range(n):
+            ci[j] = 0.0
+    for p in range(m):
+        ap = A[p]
+        bp = B[p]
+        for i in range(k):
+            a = ap[i]
+            ci = C[i]
+            for j in range(n):
+                ci[j] += a * bp[j]
+
+
+@njit(**JIT)
+def gemm_nt(A, B, C):
+    """C = A @ B.T."""
+    m, k = A.shape
+    n = B.shape[0]
+    if m * n * k > SMALL_GEMM:
+        np.dot(A, B.T, C)
+        return
+    for i in range(m):
+        ai = A[i]
+        ci = C[i]
+        for j in range(n):
+            bj = B[j]
+            s = 0.0
+            for p in range(k):
+                s += ai[p] * bj[p]
+            ci[j] = s
+
+
+# -------------------------------------------------------------- activations
+@njit(**JIT)
+def bias_act_rows(Z, b, act, r0, r1):
+    """Z[r] = f(Z[r] + b) in place for rows r0..r1-1."""
+    n = Z.shape[1]
+    if act == RELU:
+        for i in range(r0, r1):
+            z = Z[i]
+            for j in range(n):
+                v = z[j] + b[j]
+                z[j] = 0.0 if v < 0 else v
+    elif act == SIGMOID:
+        for i in range(r0, r1):
+            z = Z[i]
+            for j in range(n):
+                z[j] = _sigmoid(z[j] + b[j])
+    elif act == TANH:
+        for i in range(r0, r1):
+            z = Z[i]
+            for j in range(n):
+                z[j] = _tanh(z[j] + b[j])
+    else:
+        for i in range(r0, r1):
+            z = Z[i]
+            for j in range(n):
+                z[j] = z[j] + b[j]
+
+
+@njit(**JIT)
+def linear(X, W, b, act, out):
+    """out = f(X @ W + b): one product, then one fused pass for bias and f."""
+    gemm_nn(X, W, out)
+    bias_act_rows(out, b, act, 0, out.shape[0])
+
+
+@njit(**JIT)
+def act_backward_rows(A, dA, act, out, r0, r1):
+    """out = dA * f'(.) from the activation output A, rows r0..r1-1."""
+    n = A.shape[1]
+    if act == RELU:
+        for i in range(r0, r1):
+            a = A[i]
+            d = dA[i]
+            o = out[i]
+            for j in range(n):
+                o[j] = d[j] if a[j] > 0 else 0.0
+    elif act == SIGMOID:
+        for i in range(r0, r1):
+            a = A[i]
+            d = dA[i]
+            o = out[i]
+            for j in range(n):
+                o[j] = d[j] * (a[j] * (1.0 - a[j]))
+    elif act == TANH:
+        for i in range(r0, r1):
+            a = A[i]
+            d = dA[i]
+            o = out[i]
+            for j in range(n):
+                o[j] = d[j] * (1.0 - a[j] * a[j])
+    else:
+        for i in range(r0, r1):
+            d = dA[i]
+            o = out[i]
+            for j in range(n):
+                o[j] = d[j]
+
+
+@njit(**JIT)
+def n_chunks(rows, cols):
+    """How many row chunks a ``prange`` loop over rows x cols should use."""
+    if rows * cols < PARALLEL_MIN_ELEMENTS or rows < 2:
+        return 1
+    return min(rows, max(2, (rows * cols) // PARALLEL_MIN_ELEMENTS))
+
+
+@njit(**PJIT)
+def act_backward(A, dA, act, out):
+    """out = dA * f'(.), rows split across threads when the array is large."""
+    m, n = A.shape
+    chunks = n_chunks(m, n)
+    for c in prange(chunks):
+        act_backward_rows(A, dA, act, out, (c * m) // chunks, ((c + 1) * m) // chunks)
+
+
+# --------------------------------------------------- softmax and the losses
+@njit(**JIT)
+def _row_max(z):
+    best = z[0]
+    for j in range(1, z.shape[0]):
+        v = z[j]
+        best = v if v > best else best
+    return best
+
+
+@njit(**JIT)
+def softmax_row(z, p):
+    """p = exp(z - max z) / sum; returns log(sum) + max, the log-sum-exp."""
+    top = _row_max(z)
+    s = 0.0
+    for j in range(z.shape[0]):
+        e = _exp(z[j] - top)
+        p[j] = e
+        s += e
+    inv = 1.0 / s
+    for j in range(z.shape[0]):
+        p[j] = p[j] * inv
+    return np.log(s) + top
+
+
+@njit(**JIT)
+def log_softmax_row(z, out):
+    top = _row_max(z)
+    s = 0.0
+    for j in range(z.shape[0]):
+        s += _exp(z[j] - top)
+    lse = np.log(s) + top
+    for j in range(z.shape[0]):
+        out[j] = z[j] - lse
+
+
+@njit(**PJIT)
+def softmax(Z, out):
+    m, n = Z.shape
+    chunks = n_chunks(m, n)
+    for c in prange(chunks):
+        for i in range((c * m) // chunks, ((c + 1) * m) // chunks):
+            softmax_row(Z[i], out[i])
+
+
+@njit(**PJIT)
+def log_softmax(Z, out):
+    m, n = Z.shape
+    chunks = n_chunks(m, n)
+    for c in prange(chunks):
+        for i in range((c * m) // chunks, ((c + 1) * m) // chunks):
+            log_softmax_row(Z[i], out[i])
+
+
+@njit(**JIT)
+def cross_entropy_rows(Z, y, order, start, scale, P, D):
+    """Softmax + cross-entropy + its gradient for one batch, fused.
+
+    Row i's label is y[order[start + i]] (y[i] when ``order`` is empty).
+    P = softmax(Z) row-wise (P may be Z itself); D = (P - onehot) * scale.
+    Returns the summed loss of the rows in float64 (log-sum-exp minus the
+    label's logit, exact for any finite logits).
+    """
+    total = 0.0
+    for i in range(Z.shape[0]):
+        label = y[i] if order.shape[0] == 0 else y[order[start + i]]
+        zy = np.float64(Z[i, label])
+        lse = softmax_row(Z[i], P[i])
+        total += lse - zy
+        p = P[i]
+        d = D[i]
+        for j in range(p.shape[0]):
+            d[j] = p[j] * scale
+        d[label] = (np.float64(p[label]) - 1.0) * scale
+    return total
+
+
+@njit(**JIT)
+def cross_entropy_sum(Z, y):
+    total = 0.0
+    for i in range(Z.shape[0]):
+        z = Z[i]
+        top = _row_max(z)
+        s = 0.0
+        for j in range(z.shape[0]):
+            s += _exp(z[j] - top)
+        total += np.log(s) + top - z[y[i]]
+    return total
+
+
+@njit(**JIT)
+def squared_error_rows(Z, Y, order, start, scale, D):
+    """D = (Z - T) * scale; returns the sum of 0.5 * (Z - T)**2 in float64.
+
+    Row i's target T[i] is Y[order[start + i]] (Y[i] when ``order`` is empty).
+    """
+    total = 0.0
+    for i in range(Z.shape[0]):
+        z = Z[i]
+        t = Y[i] if order.shape[0] == 0 else Y[order[start + i]]
+        d = D[i]
+        for j in range(z.shape[0]):
+            e = np.float64(z[j]) - t[j]
+            total += 0.5 * e * e
+            d[j] = e * scale
+    return total
+
+
+# --------------------------------------------------------------- optimisers
+@njit(**JIT)
+def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1):
+    for i in range(i0, i1):
+        g = grads[i]
+        v = momentum * velocity[i] - lr * g
+        velocity[i] = v
+        if nesterov:
+            params[i] += momentum * v - lr * g
+        else:
+            params[i] += v
+
+
+@njit(**JIT)
+def adam_rate(lr, beta1, beta2, step):
+    """Adam's step size with both bias corrections folded in."""
+    return lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+
+
+@njit(**JIT)
+def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1):
+    for i in range(i0, i1):
+        g = grads[i]
+        a = beta1 * m1[i] + (1.0 - beta1) * g
+        b = beta2 * m2[i] + (1.0 - beta2) * (g * g)
+        m1[i] = a
+        m2[i] = b
+        params[i] -= rate * a / (np.sqrt(b) + eps)
+
+
+@njit(**PJIT)
+def sgd_update(params, grads, velocity, lr, momentum, nesterov):
+    n = params.shape[0]
+    chunks = n_chunks(n, 1)
+    for c in prange(chunks):
+        sgd_range(params, grads, velocity, lr, momentum, nesterov,
+                  (c * n) // chunks, ((c + 1) * n) // chunks)
+
+
+@njit(**PJIT)
+def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
+    n = params.shape[0]
+    rate = adam_rate(lr, beta1, beta2, step)
+    chunks = n_chunks(n, 1)
+    for c in prange(chunks):
+        adam_range(params, grads, m1, m2, rate, beta1, beta2, eps,
+                   (c * n) // chunks, ((c + 1) * n) // chunks)
+
+
+# ---------------------------------------------------------- network forward
+@njit(**JIT)
+def _weights(params, sizes, layer):
+    """Views of layer ``layer``'s W (n_in, n_out) and b (n_out) in ``params``."""
+    off = 0
+    for l in range(layer):
+        off += (sizes[l] + 1) * sizes[l + 1]
+    n_in = sizes[layer]
+    n_out = sizes[layer + 1]
+    W = params[off : off + n_in * n_out].reshape(n_in, n_out)
+    b = params[off + n_in * n_out : off + (n_in + 1) * n_out]
+    return W, b
+
+
+@njit(**JIT)
+def forward(X, params, sizes, act, output, buf_a, buf_b, out):
+    """Network output for the rows of X: probabilities (softmax) or values.
+
+    buf_a and buf_b are 1-D scratch of at least rows * widest hidden layer.
+    """
+    m = X.shape[0]
+    L = sizes.shape[0] - 1
+    prev = X
+    for l in range(L):
+        W, b = _weights(params, sizes, l)
+        n_out = sizes[l + 1]
+        if l == L - 1:
+            dst = out
+        elif l % 2 == 0:
+            dst = buf_a[: m * n_out].reshape(m, n_out)
+        else:
+            dst = buf_b[: m * n_out].reshape(m, n_out)
+        linear(prev, W, b, act if l < L - 1 else IDENTITY, dst)
+        prev = dst
+    if output == SOFTMAX:
+        for i in range(m):
+            softmax_row(out[i], out[i])
+
+
+# -------------------------------------------------------------- whole epoch
+@njit(**JIT)
+def _offsets(sizes, batch_size):
+    """Start of each block in the epoch's work array (see ``work_size``)."""
+    L = sizes.shape[0] - 1
+    offs = np.empty(L + 3, dtype=np.int64)
+    off = 0
+    for l in range(L + 1):
+        offs[l] = off
+        off += batch_size * sizes[l]
+    widest = 0
+    for l in range(1, L + 1):
+        widest = max(widest, sizes[l])
+    offs[L + 1] = off
+    offs[L + 2] = off + batch_size * widest
+    return offs
+
+
+@njit(**JIT)
+def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act, output,
+                solver, lr, momentum, nesterov, l2, batch_size, work):
+    """One epoch of minibatch training; see the NumPy backend for the same
+    algorithm written with array expressions. Returns (mean loss, step, rows
+    done); a non-finite batch loss stops the epoch before that batch's update.
+    """
+    n = order.shape[0]
+    L = sizes.shape[0] - 1
+    n_in = sizes[0]
+    offs = _offsets(sizes, batch_size)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        Xb = work[: m * n_in].reshape(m, n_in)
+        for i in range(m):
+            src = X[order[start + i]]
+            dst = Xb[i]
+            for j in range(n_in):
+                dst[j] = src[j]
+        # forward
+        prev = Xb
+        for l in range(L):
+            W, b = _weights(params, sizes, l)
+            w = sizes[l + 1]
+            A = work[offs[l + 1] : offs[l + 1] + m * w].reshape(m, w)
+            linear(prev, W, b, act if l < L - 1 else IDENTITY, A)
+            prev = A
+        # loss and output delta
+        k = sizes[L]
+        D = work[offs[L + 1] : offs[L + 1] + m * k].reshape(m, k)
+        scale = 1.0 / m
+        if output == SOFTMAX:
+            loss = cross_entropy_rows(prev, y, order, start, scale, prev, D)
+        else:
+            loss = squared_error_rows(prev, Y, order, start, scale, D)
+        if l2 > 0:
+            sq = 0.0
+            for l in range(L):
+                W, b = _weights(params, sizes, l)
+                for i in range(W.shape[0]):
+                    wi = W[i]
+                    for j in range(W.shape[1]):
+                        sq += np.float64(wi[j]) * wi[j]
+            loss += 0.5 * l2 * sq
+        if not np.isfinite(loss):
+            return np.nan, step, start
+        total += loss
+        # backward
+        cur = 0
+        for l in range(L - 1, -1, -1):
+            W, b = _weights(params, sizes, l)
+            gW, gb = _weights(grads, sizes, l)
+            w = sizes[l + 1]
+            D = work[offs[L + 1 + cur] : offs[L + 1 + cur] + m * w].reshape(m, w)
+            if l == 0:
+                prev = Xb
+            else:
+                prev = work[offs[l] : offs[l] + m * sizes[l]].reshape(m, sizes[l])
+            gemm_tn(prev, D, gW)
+            if l2 > 0:
+                c = l2 * scale
+                for i in range(gW.shape[0]):
+                    gi = gW[i]
+                    wi = W[i]
+                    for j in range(gW.shape[1]):
+                        gi[j] += c * wi[j]
+            for j in range(w):
+                gb[j] = 0.0
+            for i in range(m):
+                di = D[i]
+                for j in range(w):
+                    gb[j] += di[j]
+            if l > 0:
+                v = sizes[l]
+                nxt = work[offs[L + 2 - cur] : offs[L + 2 - cur] + m * v].reshape(m, v)
+                gemm_nt(D, W, nxt)
+                act_backward_rows(prev, nxt, act, nxt, 0, m)
+                cur = 1 - cur
+        # update
+        step += 1
+        if solver == ADAM:
+            rate = adam_rate(lr, BETA1, BETA2, step)
+            adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
+        else:
+            sgd_range(params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
+    return total / n, step, n
