@@ -360,15 +360,27 @@ def squared_error_rows(Z, Y, order, start, scale, D):
 
 # --------------------------------------------------------------- optimisers
 @njit(**JIT)
-def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1):
+def _limit(a):
+    """Largest finite value of a's dtype (float32 or float64)."""
+    return 3.4028234663852886e38 if a.itemsize == 4 else 1.7976931348623157e308
+
+
+@njit(**JIT)
+def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1, write):
+    """SGD with momentum on entries i0..i1-1. With ``write`` false nothing is
+    stored: returns whether every new value would be finite in the dtype."""
+    limit = _limit(params)
+    ok = True
     for i in range(i0, i1):
         g = grads[i]
         v = momentum * velocity[i] - lr * g
-        velocity[i] = v
-        if nesterov:
-            params[i] += momentum * v - lr * g
+        p = params[i] + (momentum * v - lr * g if nesterov else v)
+        if write:
+            velocity[i] = v
+            params[i] = p
         else:
-            params[i] += v
+            ok &= (abs(v) <= limit) & (abs(p) <= limit)
+    return ok
 
 
 @njit(**JIT)
@@ -378,14 +390,22 @@ def adam_rate(lr, beta1, beta2, step):
 
 
 @njit(**JIT)
-def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1):
+def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1, write):
+    """Adam on entries i0..i1-1; ``write`` as in ``sgd_range``."""
+    limit = _limit(params)
+    ok = True
     for i in range(i0, i1):
         g = grads[i]
         a = beta1 * m1[i] + (1.0 - beta1) * g
         b = beta2 * m2[i] + (1.0 - beta2) * (g * g)
-        m1[i] = a
-        m2[i] = b
-        params[i] -= rate * a / (np.sqrt(b) + eps)
+        p = params[i] - rate * a / (np.sqrt(b) + eps)
+        if write:
+            m1[i] = a
+            m2[i] = b
+            params[i] = p
+        else:
+            ok &= (abs(a) <= limit) & (b <= limit) & (abs(p) <= limit)
+    return ok
 
 
 @njit(**PJIT)
@@ -394,7 +414,7 @@ def sgd_update(params, grads, velocity, lr, momentum, nesterov):
     chunks = n_chunks(n, 1)
     for c in prange(chunks):
         sgd_range(params, grads, velocity, lr, momentum, nesterov,
-                  (c * n) // chunks, ((c + 1) * n) // chunks)
+                  (c * n) // chunks, ((c + 1) * n) // chunks, True)
 
 
 @njit(**PJIT)
@@ -404,7 +424,7 @@ def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
     chunks = n_chunks(n, 1)
     for c in prange(chunks):
         adam_range(params, grads, m1, m2, rate, beta1, beta2, eps,
-                   (c * n) // chunks, ((c + 1) * n) // chunks)
+                   (c * n) // chunks, ((c + 1) * n) // chunks, True)
 
 
 # ---------------------------------------------------------- network forward
@@ -469,7 +489,8 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
                 solver, lr, momentum, nesterov, l2, batch_size, work):
     """One epoch of minibatch training; see the NumPy backend for the same
     algorithm written with array expressions. Returns (mean loss, step, rows
-    done); a non-finite batch loss stops the epoch before that batch's update.
+    done). A batch whose loss, or any new parameter or optimiser value, is not
+    finite stops the epoch before its update: everything stays finite.
     """
     n = order.shape[0]
     L = sizes.shape[0] - 1
@@ -544,10 +565,16 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
                 act_backward_rows(prev, nxt, act, nxt, 0, m)
                 cur = 1 - cur
         # update
-        step += 1
+        # update, only if every new value is finite
+        P = params.shape[0]
         if solver == ADAM:
-            rate = adam_rate(lr, BETA1, BETA2, step)
-            adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
+            rate = adam_rate(lr, BETA1, BETA2, step + 1)
+            if not adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, P, False):
+                return np.nan, step, start
+            adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, P, True)
         else:
-            sgd_range(params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
+            if not sgd_range(params, grads, state1, lr, momentum, nesterov, 0, P, False):
+                return np.nan, step, start
+            sgd_range(params, grads, state1, lr, momentum, nesterov, 0, P, True)
+        step += 1
     return total / n, step, n

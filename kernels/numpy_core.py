@@ -123,14 +123,23 @@ def squared_error_rows(Z, Y, order, start, scale, D):
 
 
 # --------------------------------------------------------------- optimisers
-def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1):
+def _finite(*arrays, like):
+    """Whether every value fits in ``like``'s dtype (finite once stored)."""
+    limit = np.finfo(like.dtype).max
+    return all(bool(np.all(np.abs(a) <= limit)) for a in arrays)
+
+
+def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1, write):
+    """SGD with momentum on entries i0..i1-1. With ``write`` false nothing is
+    stored: returns whether every new value would be finite in the dtype."""
     p, g, v = params[i0:i1], grads[i0:i1], velocity[i0:i1]
-    v *= momentum
-    v -= lr * g
-    if nesterov:
-        p += momentum * v - lr * g
-    else:
-        p += v
+    new_v = momentum * v - lr * g
+    new_p = p + (momentum * new_v - lr * g if nesterov else new_v)
+    if not write:
+        return _finite(new_v, new_p, like=params)
+    v[...] = new_v
+    p[...] = new_p
+    return True
 
 
 def adam_rate(lr, beta1, beta2, step):
@@ -138,22 +147,27 @@ def adam_rate(lr, beta1, beta2, step):
     return lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
 
 
-def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1):
+def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1, write):
+    """Adam on entries i0..i1-1; ``write`` as in ``sgd_range``."""
     p, g, a, b = params[i0:i1], grads[i0:i1], m1[i0:i1], m2[i0:i1]
-    a *= beta1
-    a += (1.0 - beta1) * g
-    b *= beta2
-    b += (1.0 - beta2) * (g * g)
-    p -= rate * a / (np.sqrt(b) + eps)
+    new_a = beta1 * a + (1.0 - beta1) * g
+    new_b = beta2 * b + (1.0 - beta2) * (g * g)
+    new_p = p - rate * new_a / (np.sqrt(new_b) + eps)
+    if not write:
+        return _finite(new_a, new_b, new_p, like=params)
+    a[...] = new_a
+    b[...] = new_b
+    p[...] = new_p
+    return True
 
 
 def sgd_update(params, grads, velocity, lr, momentum, nesterov):
-    sgd_range(params, grads, velocity, lr, momentum, nesterov, 0, params.shape[0])
+    sgd_range(params, grads, velocity, lr, momentum, nesterov, 0, params.shape[0], True)
 
 
 def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
     rate = adam_rate(lr, beta1, beta2, step)
-    adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, 0, params.shape[0])
+    adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, 0, params.shape[0], True)
 
 
 # ---------------------------------------------------------- network forward
@@ -193,8 +207,9 @@ def _offsets(sizes, batch_size):
 
 def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act, output,
                 solver, lr, momentum, nesterov, l2, batch_size, work):
-    """One epoch of minibatch training. Returns (mean loss, step, rows done);
-    a non-finite batch loss stops the epoch before that batch's update."""
+    """One epoch of minibatch training. Returns (mean loss, step, rows done).
+    A batch whose loss, or any new parameter or optimiser value, is not finite
+    stops the epoch before its update: everything stays finite."""
     n = order.shape[0]
     L = sizes.shape[0] - 1
     offs = _offsets(sizes, batch_size)
@@ -238,10 +253,16 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
                 np.matmul(D, W.T, out=nxt)
                 act_backward_rows(acts[l], nxt, act, nxt, 0, m)
                 cur = 1 - cur
-        step += 1
+        # update, only if every new value is finite
         if solver == ADAM:
-            rate = adam_rate(lr, BETA1, BETA2, step)
-            adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
+            rate = adam_rate(lr, BETA1, BETA2, step + 1)
+            args = (params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
+            update = adam_range
         else:
-            sgd_range(params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
+            args = (params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
+            update = sgd_range
+        if not update(*args, False):
+            return np.nan, step, start
+        update(*args, True)
+        step += 1
     return total / n, step, n
