@@ -47,22 +47,21 @@ def _writable(path):
 
 
 def _pick_cache_dir():
-    """Where numba may write its cache, or None when nothing is writable.
-
-    The package's own ``__pycache__`` is numba's first choice; where it is
-    read-only (a system install), a per-user directory is used instead.
-    """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.environ["NUMBA_CACHE_DIR"]
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
-    if _writable(here):
-        return None  # numba's in-tree default works
-    candidates = []
+    """Where numba should write its cache: None for numba's own choice (the
+    package's ``__pycache__``, or ``NUMBA_CACHE_DIR`` when set), a fallback
+    directory when that is not writable, or "" when nothing is."""
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user:
+        if _writable(user):
+            return None
+        warnings.warn(f"fastmlp: NUMBA_CACHE_DIR={user!r} is not writable; "
+                      "numba's cache goes to a fallback directory", RuntimeWarning, stacklevel=3)
+    elif _writable(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")):
+        return None
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    candidates.append(os.path.join(xdg, "fastmlp", "numba"))
     uid = os.getuid() if hasattr(os, "getuid") else "user"
-    candidates.append(os.path.join(tempfile.gettempdir(), f"fastmlp-numba-{uid}"))
-    for path in candidates:
+    for path in (os.path.join(xdg, "fastmlp", "numba"),
+                 os.path.join(tempfile.gettempdir(), f"fastmlp-numba-{uid}")):
         if _writable(path):
             return path
     return ""
@@ -71,7 +70,7 @@ def _pick_cache_dir():
 CACHE_DIR = _pick_cache_dir()
 if CACHE_DIR == "":
     warnings.warn(
-        "fastmlp: no writable directory for numba's cache (set NUMBA_CACHE_DIR); "
+        "fastmlp: no writable directory for numba's cache; "
         "kernels are compiled anew in every process",
         RuntimeWarning,
         stacklevel=2,
@@ -79,7 +78,7 @@ if CACHE_DIR == "":
     for _opts in (JIT, PJIT, EXACT):
         _opts["cache"] = False
 elif CACHE_DIR is not None:
-    os.environ.setdefault("NUMBA_CACHE_DIR", CACHE_DIR)
+    os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR
     if "numba" in sys.modules:  # numba read its config already: tell it directly
         sys.modules["numba"].config.CACHE_DIR = CACHE_DIR
 

@@ -210,6 +210,13 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
     """One epoch of minibatch training. Returns (mean loss, step, rows done).
     A batch whose loss, or any new parameter or optimiser value, is not finite
     stops the epoch before its update: everything stays finite."""
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are checked below
+        return _train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
+                            output, solver, lr, momentum, nesterov, l2, batch_size, work)
+
+
+def _train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act, output,
+                 solver, lr, momentum, nesterov, l2, batch_size, work):
     n = order.shape[0]
     L = sizes.shape[0] - 1
     offs = _offsets(sizes, batch_size)
