@@ -1,9 +1,10 @@
 """Every option of the compiled kernels, in one place.
 
 The kernels never spell out a numba option themselves: they use ``JIT``
-(serial), ``PJIT`` (``prange`` loops) or ``EXACT`` (code whose rounding must
-not be rearranged). Importing this module sets up the cache directory and the
-OpenMP wait policy *before* numba is loaded, and imports nothing heavy.
+(serial), ``PJIT`` (``prange`` loops), ``INLINE`` (scalar helpers) or
+``REDUCE`` (vectorised sums). Importing this module sets up the cache
+directory and the OpenMP wait policy *before* numba is loaded, and imports
+nothing heavy.
 """
 
 import os
@@ -20,11 +21,17 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 #: Serial kernels: no Python error model (its division check blocks SIMD).
 JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH))
 
+#: Sums that may be vectorised: ``reassoc`` lets LLVM split them into lanes.
+#: The order is then fixed by the compiled code (the same on every run), not
+#: by the data. Nothing that calls ``_exp`` may use it.
+REDUCE = dict(JIT, fastmath=set(FASTMATH | {"reassoc"}))
+
 #: Kernels with ``prange`` loops.
 PJIT = dict(JIT, parallel=True)
 
-#: Scalar helpers whose every rounding step is meant (no contraction into FMA).
-EXACT = dict(JIT, fastmath=False)
+#: Scalar helpers (exp, sigmoid, tanh): inlined into the loops that call them,
+#: at numba's level, so that those loops vectorise.
+INLINE = dict(JIT, inline="always")
 
 #: Row chunk (in elements) below which a ``prange`` loop does not pay.
 PARALLEL_MIN_ELEMENTS = 1 << 17
@@ -75,7 +82,7 @@ if CACHE_DIR == "":
         RuntimeWarning,
         stacklevel=2,
     )
-    for _opts in (JIT, PJIT, EXACT):
+    for _opts in (JIT, PJIT, INLINE, REDUCE):
         _opts["cache"] = False
 elif CACHE_DIR is not None:
     os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR

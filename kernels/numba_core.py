@@ -1,7 +1,8 @@
 """Compiled (numba) kernels: every formula as an in-place loop.
 
 Each kernel writes into an ``out`` array that its caller provides and
-allocates nothing. The whole-epoch kernel ``train_epoch`` calls the others, so
+allocates nothing. Inner loops index flat (1-D) views with plain offsets:
+making a row view per row costs more than a narrow row's arithmetic. The whole-epoch kernel ``train_epoch`` calls the others, so
 they all live in this one module: numba rebuilds a cached function only when
 its own source file changes, and a callee in another file would go stale.
 
@@ -18,7 +19,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .config import EXACT, JIT, PARALLEL_MIN_ELEMENTS, PJIT, SMALL_GEMM
+from .config import INLINE, JIT, PARALLEL_MIN_ELEMENTS, PJIT, REDUCE, SMALL_GEMM
 
 # ---------------------------------------------------------------- constants
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
@@ -58,7 +59,7 @@ def _float_of(typingctx, n):
     return sig, codegen
 
 
-@njit(**EXACT)
+@njit(**INLINE)
 def _exp(x):
     """exp(x) for float64 ``x``, within 2 ulp; 0 below -708, inf above log(max float64).
 
@@ -91,12 +92,12 @@ def _exp(x):
     return y
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _sigmoid(v):
     return 1.0 / (1.0 + _exp(-v))
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _tanh(v):
     e = _exp(-2.0 * abs(v))
     t = (1.0 - e) / (1.0 + e)
@@ -105,6 +106,12 @@ def _tanh(v):
 
 # ---------------------------------------------------------- matrix products
 @njit(**JIT)
+def _flat(A):
+    """1-D view of a C-contiguous array."""
+    return A.reshape(A.size)
+
+
+@njit(**JIT)
 def gemm_nn(A, B, C):
     """C = A @ B."""
     m, k = A.shape
@@ -112,16 +119,16 @@ def gemm_nn(A, B, C):
     if m * n * k > SMALL_GEMM:
         np.dot(A, B, C)
         return
+    a, b, c = _flat(A), _flat(B), _flat(C)
     for i in range(m):
-        ci = C[i]
-        ai = A[i]
+        ci = i * n
         for j in range(n):
-            ci[j] = 0.0
+            c[ci + j] = 0.0
         for p in range(k):
-            a = ai[p]
-            bp = B[p]
+            av = a[i * k + p]
+            bp = p * n
             for j in range(n):
-                ci[j] += a * bp[j]
+                c[ci + j] += av * b[bp + j]
 
 
 @njit(**JIT)
@@ -132,18 +139,16 @@ def gemm_tn(A, B, C):
     if m * n * k > SMALL_GEMM:
         np.dot(A.T, B, C)
         return
-    for i in range(k):
-        ci = C[i]
-        for j in range(n):
-            ci[j] = 0.0
+    a, b, c = _flat(A), _flat(B), _flat(C)
+    for i in range(k * n):
+        c[i] = 0.0
     for p in range(m):
-        ap = A[p]
-        bp = B[p]
+        bp = p * n
         for i in range(k):
-            a = ap[i]
-            ci = C[i]
+            av = a[p * k + i]
+            ci = i * n
             for j in range(n):
-                ci[j] += a * bp[j]
+                c[ci + j] += av * b[bp + j]
 
 
 @njit(**JIT)
@@ -154,15 +159,24 @@ def gemm_nt(A, B, C):
     if m * n * k > SMALL_GEMM:
         np.dot(A, B.T, C)
         return
+    a, b, c = _flat(A), _flat(B), _flat(C)
     for i in range(m):
-        ai = A[i]
-        ci = C[i]
         for j in range(n):
-            bj = B[j]
             s = 0.0
             for p in range(k):
-                s += ai[p] * bj[p]
-            ci[j] = s
+                s += a[i * k + p] * b[j * k + p]
+            c[i * n + j] = s
+
+
+@njit(**REDUCE)
+def sum_squares(a):
+    """Sum of a**2 over a 1-D array, in float64 (vectorised: summation order is
+    fixed by the compiled code, not by the data)."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        v = np.float64(a[i])
+        s += v * v
+    return s
 
 
 # -------------------------------------------------------------- activations
@@ -170,27 +184,28 @@ def gemm_nt(A, B, C):
 def bias_act_rows(Z, b, act, r0, r1):
     """Z[r] = f(Z[r] + b) in place for rows r0..r1-1."""
     n = Z.shape[1]
+    z = _flat(Z)
     if act == RELU:
         for i in range(r0, r1):
-            z = Z[i]
+            base = i * n
             for j in range(n):
-                v = z[j] + b[j]
-                z[j] = 0.0 if v < 0 else v
+                v = z[base + j] + b[j]
+                z[base + j] = 0.0 if v < 0 else v
     elif act == SIGMOID:
         for i in range(r0, r1):
-            z = Z[i]
+            base = i * n
             for j in range(n):
-                z[j] = _sigmoid(z[j] + b[j])
+                z[base + j] = _sigmoid(z[base + j] + b[j])
     elif act == TANH:
         for i in range(r0, r1):
-            z = Z[i]
+            base = i * n
             for j in range(n):
-                z[j] = _tanh(z[j] + b[j])
+                z[base + j] = _tanh(z[base + j] + b[j])
     else:
         for i in range(r0, r1):
-            z = Z[i]
+            base = i * n
             for j in range(n):
-                z[j] = z[j] + b[j]
+                z[base + j] += b[j]
 
 
 @njit(**JIT)
@@ -204,33 +219,20 @@ def linear(X, W, b, act, out):
 def act_backward_rows(A, dA, act, out, r0, r1):
     """out = dA * f'(.) from the activation output A, rows r0..r1-1."""
     n = A.shape[1]
+    a, d, o = _flat(A), _flat(dA), _flat(out)
+    lo, hi = r0 * n, r1 * n
     if act == RELU:
-        for i in range(r0, r1):
-            a = A[i]
-            d = dA[i]
-            o = out[i]
-            for j in range(n):
-                o[j] = d[j] if a[j] > 0 else 0.0
+        for i in range(lo, hi):
+            o[i] = d[i] if a[i] > 0 else 0.0
     elif act == SIGMOID:
-        for i in range(r0, r1):
-            a = A[i]
-            d = dA[i]
-            o = out[i]
-            for j in range(n):
-                o[j] = d[j] * (a[j] * (1.0 - a[j]))
+        for i in range(lo, hi):
+            o[i] = d[i] * (a[i] * (1.0 - a[i]))
     elif act == TANH:
-        for i in range(r0, r1):
-            a = A[i]
-            d = dA[i]
-            o = out[i]
-            for j in range(n):
-                o[j] = d[j] * (1.0 - a[j] * a[j])
+        for i in range(lo, hi):
+            o[i] = d[i] * (1.0 - a[i] * a[i])
     else:
-        for i in range(r0, r1):
-            d = dA[i]
-            o = out[i]
-            for j in range(n):
-                o[j] = d[j]
+        for i in range(lo, hi):
+            o[i] = d[i]
 
 
 @njit(**JIT)
@@ -252,38 +254,54 @@ def act_backward(A, dA, act, out):
 
 # --------------------------------------------------- softmax and the losses
 @njit(**JIT)
-def _row_max(z):
-    best = z[0]
-    for j in range(1, z.shape[0]):
-        v = z[j]
-        best = v if v > best else best
-    return best
+def _lse_parts(z, base, n):
+    """(max, sum of exp(z - max)) of z[base:base + n]."""
+    top = z[base]
+    for j in range(1, n):
+        v = z[base + j]
+        top = v if v > top else top
+    s = 0.0
+    for j in range(n):
+        s += _exp(z[base + j] - top)
+    return top, s
 
 
 @njit(**JIT)
-def softmax_row(z, p):
-    """p = exp(z - max z) / sum; returns log(sum) + max, the log-sum-exp."""
-    top = _row_max(z)
+def softmax_row(z, p, base, n):
+    """p = exp(z - max z) / sum on z[base:base + n] (p may be z); returns the
+    log-sum-exp of the row."""
+    top = z[base]
+    for j in range(1, n):
+        v = z[base + j]
+        top = v if v > top else top
     s = 0.0
-    for j in range(z.shape[0]):
+    for j in range(base, base + n):
         e = _exp(z[j] - top)
         p[j] = e
         s += e
     inv = 1.0 / s
-    for j in range(z.shape[0]):
-        p[j] = p[j] * inv
+    for j in range(base, base + n):
+        p[j] *= inv
     return np.log(s) + top
 
 
 @njit(**JIT)
-def log_softmax_row(z, out):
-    top = _row_max(z)
-    s = 0.0
-    for j in range(z.shape[0]):
-        s += _exp(z[j] - top)
-    lse = np.log(s) + top
-    for j in range(z.shape[0]):
-        out[j] = z[j] - lse
+def softmax_rows(Z, out, r0, r1):
+    n = Z.shape[1]
+    z, o = _flat(Z), _flat(out)
+    for i in range(r0, r1):
+        softmax_row(z, o, i * n, n)
+
+
+@njit(**JIT)
+def log_softmax_rows(Z, out, r0, r1):
+    n = Z.shape[1]
+    z, o = _flat(Z), _flat(out)
+    for i in range(r0, r1):
+        top, s = _lse_parts(z, i * n, n)
+        lse = np.log(s) + top
+        for j in range(i * n, (i + 1) * n):
+            o[j] = z[j] - lse
 
 
 @njit(**PJIT)
@@ -291,8 +309,7 @@ def softmax(Z, out):
     m, n = Z.shape
     chunks = n_chunks(m, n)
     for c in prange(chunks):
-        for i in range((c * m) // chunks, ((c + 1) * m) // chunks):
-            softmax_row(Z[i], out[i])
+        softmax_rows(Z, out, (c * m) // chunks, ((c + 1) * m) // chunks)
 
 
 @njit(**PJIT)
@@ -300,8 +317,7 @@ def log_softmax(Z, out):
     m, n = Z.shape
     chunks = n_chunks(m, n)
     for c in prange(chunks):
-        for i in range((c * m) // chunks, ((c + 1) * m) // chunks):
-            log_softmax_row(Z[i], out[i])
+        log_softmax_rows(Z, out, (c * m) // chunks, ((c + 1) * m) // chunks)
 
 
 @njit(**JIT)
@@ -313,30 +329,28 @@ def cross_entropy_rows(Z, y, order, start, scale, P, D):
     Returns the summed loss of the rows in float64 (log-sum-exp minus the
     label's logit, exact for any finite logits).
     """
+    n = Z.shape[1]
+    z, p, d = _flat(Z), _flat(P), _flat(D)
     total = 0.0
     for i in range(Z.shape[0]):
+        base = i * n
         label = y[i] if order.shape[0] == 0 else y[order[start + i]]
-        zy = np.float64(Z[i, label])
-        lse = softmax_row(Z[i], P[i])
-        total += lse - zy
-        p = P[i]
-        d = D[i]
-        for j in range(p.shape[0]):
+        zy = np.float64(z[base + label])
+        total += softmax_row(z, p, base, n) - zy
+        for j in range(base, base + n):
             d[j] = p[j] * scale
-        d[label] = (np.float64(p[label]) - 1.0) * scale
+        d[base + label] = (np.float64(p[base + label]) - 1.0) * scale
     return total
 
 
 @njit(**JIT)
 def cross_entropy_sum(Z, y):
+    n = Z.shape[1]
+    z = _flat(Z)
     total = 0.0
     for i in range(Z.shape[0]):
-        z = Z[i]
-        top = _row_max(z)
-        s = 0.0
-        for j in range(z.shape[0]):
-            s += _exp(z[j] - top)
-        total += np.log(s) + top - z[y[i]]
+        top, s = _lse_parts(z, i * n, n)
+        total += np.log(s) + top - z[i * n + y[i]]
     return total
 
 
@@ -346,15 +360,15 @@ def squared_error_rows(Z, Y, order, start, scale, D):
 
     Row i's target T[i] is Y[order[start + i]] (Y[i] when ``order`` is empty).
     """
+    n = Z.shape[1]
+    z, t, d = _flat(Z), _flat(Y), _flat(D)
     total = 0.0
     for i in range(Z.shape[0]):
-        z = Z[i]
-        t = Y[i] if order.shape[0] == 0 else Y[order[start + i]]
-        d = D[i]
-        for j in range(z.shape[0]):
-            e = np.float64(z[j]) - t[j]
+        src = (i if order.shape[0] == 0 else order[start + i]) * n
+        for j in range(n):
+            e = np.float64(z[i * n + j]) - t[src + j]
             total += 0.5 * e * e
-            d[j] = e * scale
+            d[i * n + j] = e * scale
     return total
 
 
@@ -462,14 +476,14 @@ def forward(X, params, sizes, act, output, buf_a, buf_b, out):
         linear(prev, W, b, act if l < L - 1 else IDENTITY, dst)
         prev = dst
     if output == SOFTMAX:
-        for i in range(m):
-            softmax_row(out[i], out[i])
+        softmax_rows(out, out, 0, m)
 
 
 # -------------------------------------------------------------- whole epoch
 @njit(**JIT)
 def _offsets(sizes, batch_size):
-    """Start of each block in the epoch's work array (see ``work_size``)."""
+    """Start of each block in the epoch's work array: the batch's input rows,
+    each layer's activations, then two gradient buffers of the widest layer."""
     L = sizes.shape[0] - 1
     offs = np.empty(L + 3, dtype=np.int64)
     off = 0
@@ -485,6 +499,11 @@ def _offsets(sizes, batch_size):
 
 
 @njit(**JIT)
+def _block(work, offs, i, m, width):
+    return work[offs[i] : offs[i] + m * width].reshape(m, width)
+
+
+@njit(**JIT)
 def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act, output,
                 solver, lr, momentum, nesterov, l2, batch_size, work):
     """One epoch of minibatch training; see the NumPy backend for the same
@@ -495,27 +514,27 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
     n = order.shape[0]
     L = sizes.shape[0] - 1
     n_in = sizes[0]
+    P = params.shape[0]
     offs = _offsets(sizes, batch_size)
+    x = _flat(X)
     total = 0.0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        Xb = work[: m * n_in].reshape(m, n_in)
+        # gather the batch's rows
+        xb = work[: m * n_in]
         for i in range(m):
-            src = X[order[start + i]]
-            dst = Xb[i]
+            src = order[start + i] * n_in
             for j in range(n_in):
-                dst[j] = src[j]
+                xb[i * n_in + j] = x[src + j]
         # forward
-        prev = Xb
+        prev = _block(work, offs, 0, m, n_in)
         for l in range(L):
             W, b = _weights(params, sizes, l)
-            w = sizes[l + 1]
-            A = work[offs[l + 1] : offs[l + 1] + m * w].reshape(m, w)
+            A = _block(work, offs, l + 1, m, sizes[l + 1])
             linear(prev, W, b, act if l < L - 1 else IDENTITY, A)
             prev = A
         # loss and output delta
-        k = sizes[L]
-        D = work[offs[L + 1] : offs[L + 1] + m * k].reshape(m, k)
+        D = _block(work, offs, L + 1, m, sizes[L])
         scale = 1.0 / m
         if output == SOFTMAX:
             loss = cross_entropy_rows(prev, y, order, start, scale, prev, D)
@@ -525,10 +544,7 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
             sq = 0.0
             for l in range(L):
                 W, b = _weights(params, sizes, l)
-                for i in range(W.shape[0]):
-                    wi = W[i]
-                    for j in range(W.shape[1]):
-                        sq += np.float64(wi[j]) * wi[j]
+                sq += sum_squares(_flat(W))
             loss += 0.5 * l2 * sq
         if not np.isfinite(loss):
             return np.nan, step, start
@@ -539,34 +555,26 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
             W, b = _weights(params, sizes, l)
             gW, gb = _weights(grads, sizes, l)
             w = sizes[l + 1]
-            D = work[offs[L + 1 + cur] : offs[L + 1 + cur] + m * w].reshape(m, w)
-            if l == 0:
-                prev = Xb
-            else:
-                prev = work[offs[l] : offs[l] + m * sizes[l]].reshape(m, sizes[l])
+            D = _block(work, offs, L + 1 + cur, m, w)
+            prev = _block(work, offs, l, m, sizes[l])
             gemm_tn(prev, D, gW)
             if l2 > 0:
                 c = l2 * scale
-                for i in range(gW.shape[0]):
-                    gi = gW[i]
-                    wi = W[i]
-                    for j in range(gW.shape[1]):
-                        gi[j] += c * wi[j]
+                gwf, wf = _flat(gW), _flat(W)
+                for i in range(gwf.shape[0]):
+                    gwf[i] += c * wf[i]
+            d = _flat(D)
             for j in range(w):
                 gb[j] = 0.0
             for i in range(m):
-                di = D[i]
                 for j in range(w):
-                    gb[j] += di[j]
+                    gb[j] += d[i * w + j]
             if l > 0:
-                v = sizes[l]
-                nxt = work[offs[L + 2 - cur] : offs[L + 2 - cur] + m * v].reshape(m, v)
+                nxt = _block(work, offs, L + 2 - cur, m, sizes[l])
                 gemm_nt(D, W, nxt)
                 act_backward_rows(prev, nxt, act, nxt, 0, m)
                 cur = 1 - cur
-        # update
         # update, only if every new value is finite
-        P = params.shape[0]
         if solver == ADAM:
             rate = adam_rate(lr, BETA1, BETA2, step + 1)
             if not adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, P, False):
