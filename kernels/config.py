@@ -39,6 +39,10 @@ PARALLEL_MIN_ELEMENTS = 1 << 17
 #: Below this many multiply-adds a matrix product is a plain loop, not a BLAS call.
 SMALL_GEMM = 1 << 14
 
+#: Rows narrower than this are handled in two passes (bias, then f over the
+#: whole block) so that the activation's loop is long enough to vectorise.
+NARROW = 16
+
 #: Rows of one forward pass in ``predict``: bounds the scratch memory.
 PREDICT_CHUNK = 4096
 

@@ -19,7 +19,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .config import INLINE, JIT, PARALLEL_MIN_ELEMENTS, PJIT, REDUCE, SMALL_GEMM
+from .config import INLINE, JIT, NARROW, PARALLEL_MIN_ELEMENTS, PJIT, REDUCE, SMALL_GEMM
 
 # ---------------------------------------------------------------- constants
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
@@ -60,30 +60,31 @@ def _float_of(typingctx, n):
 
 
 @njit(**INLINE)
-def _exp(x):
-    """exp(x) for float64 ``x``, within 2 ulp; 0 below -708, inf above log(max float64).
+def _exp(x, f32):
+    """exp(x) in float64: within 2 ulp of float64, or (``f32`` true) within
+    1e-8 relative, plenty for a float32 result. 0 below -708, inf above
+    log(max float64).
 
-    x = k ln2 + r with |r| <= ln2/2; exp(r) by a degree-13 Taylor polynomial;
-    2**k built from its bits. Branch-free so that loops over it vectorise.
+    x = k ln2 + r with |r| <= ln2/2; exp(r) by a Taylor polynomial of degree
+    13 (7 for f32) evaluated in Estrin's scheme, whose short dependency chain
+    keeps narrow loops fast; 2**k built from its bits. Branch-free, so loops
+    over it vectorise; ``f32`` is a constant where it is inlined.
     """
     c = min(max(x, _EXP_LO), _EXP_HI)
     t = c * _LOG2E + _SHIFTER
     k = t - _SHIFTER
     r = (c - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    r2 = r * r
+    r4 = r2 * r2
+    lo = ((1.0 + r) + r2 * (1.0 / 2.0 + r * (1.0 / 6.0))
+          + r4 * ((1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0))))
+    if f32:
+        p = lo
+    else:
+        r8 = r4 * r4
+        hi = (((1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (1.0 / 3628800.0 + r * (1.0 / 39916800.0)))
+              + r4 * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0)))
+        p = lo + r8 * hi
     # 2**(k-1), times 2 below: k reaches 1024 near the top of the range
     scale = _float_of((_bits_of(t) - _SHIFTER_BITS + 1022) << 52)
     y = (p * scale) * 2.0
@@ -93,13 +94,13 @@ def _exp(x):
 
 
 @njit(**INLINE)
-def _sigmoid(v):
-    return 1.0 / (1.0 + _exp(-v))
+def _sigmoid(v, f32):
+    return 1.0 / (1.0 + _exp(-v, f32))
 
 
 @njit(**INLINE)
-def _tanh(v):
-    e = _exp(-2.0 * abs(v))
+def _tanh(v, f32):
+    e = _exp(-2.0 * abs(v), f32)
     t = (1.0 - e) / (1.0 + e)
     return t if v >= 0 else -t
 
@@ -119,16 +120,16 @@ def gemm_nn(A, B, C):
     if m * n * k > SMALL_GEMM:
         np.dot(A, B, C)
         return
-    a, b, c = _flat(A), _flat(B), _flat(C)
     for i in range(m):
-        ci = i * n
+        ci = C[i]
+        ai = A[i]
         for j in range(n):
-            c[ci + j] = 0.0
+            ci[j] = 0.0
         for p in range(k):
-            av = a[i * k + p]
-            bp = p * n
+            av = ai[p]
+            bp = B[p]
             for j in range(n):
-                c[ci + j] += av * b[bp + j]
+                ci[j] += av * bp[j]
 
 
 @njit(**JIT)
@@ -139,16 +140,17 @@ def gemm_tn(A, B, C):
     if m * n * k > SMALL_GEMM:
         np.dot(A.T, B, C)
         return
-    a, b, c = _flat(A), _flat(B), _flat(C)
-    for i in range(k * n):
+    c = _flat(C)
+    for i in range(c.shape[0]):
         c[i] = 0.0
     for p in range(m):
-        bp = p * n
+        ap = A[p]
+        bp = B[p]
         for i in range(k):
-            av = a[p * k + i]
-            ci = i * n
+            av = ap[i]
+            ci = C[i]
             for j in range(n):
-                c[ci + j] += av * b[bp + j]
+                ci[j] += av * bp[j]
 
 
 @njit(**JIT)
@@ -159,13 +161,15 @@ def gemm_nt(A, B, C):
     if m * n * k > SMALL_GEMM:
         np.dot(A, B.T, C)
         return
-    a, b, c = _flat(A), _flat(B), _flat(C)
     for i in range(m):
+        ai = A[i]
+        ci = C[i]
         for j in range(n):
+            bj = B[j]
             s = 0.0
             for p in range(k):
-                s += a[i * k + p] * b[j * k + p]
-            c[i * n + j] = s
+                s += ai[p] * bj[p]
+            ci[j] = s
 
 
 @njit(**REDUCE)
@@ -181,11 +185,39 @@ def sum_squares(a):
 
 # -------------------------------------------------------------- activations
 @njit(**JIT)
+def _act_flat(z, lo, hi, act):
+    """z[lo:hi] = f(z[lo:hi]) in place: one long loop that vectorises."""
+    f32 = z.itemsize == 4  # a compile-time constant: no branch in the loops
+    z = z[lo:hi]  # loops from 0 index without wraparound checks, and vectorise
+    if act == RELU:
+        for i in range(z.shape[0]):
+            v = z[i]
+            z[i] = 0.0 if v < 0 else v
+    elif act == SIGMOID:
+        for i in range(z.shape[0]):
+            z[i] = _sigmoid(z[i], f32)
+    elif act == TANH:
+        for i in range(z.shape[0]):
+            z[i] = _tanh(z[i], f32)
+
+
+@njit(**JIT)
 def bias_act_rows(Z, b, act, r0, r1):
-    """Z[r] = f(Z[r] + b) in place for rows r0..r1-1."""
+    """Z[r] = f(Z[r] + b) in place for rows r0..r1-1.
+
+    Wide rows take one fused pass; narrow rows (a short inner loop cannot
+    vectorise f) add the bias first, then apply f over the whole block.
+    """
     n = Z.shape[1]
     z = _flat(Z)
-    if act == RELU:
+    f32 = Z.itemsize == 4
+    if n < NARROW or act == IDENTITY:
+        for i in range(r0, r1):
+            base = i * n
+            for j in range(n):
+                z[base + j] += b[j]
+        _act_flat(z, r0 * n, r1 * n, act)
+    elif act == RELU:
         for i in range(r0, r1):
             base = i * n
             for j in range(n):
@@ -195,17 +227,12 @@ def bias_act_rows(Z, b, act, r0, r1):
         for i in range(r0, r1):
             base = i * n
             for j in range(n):
-                z[base + j] = _sigmoid(z[base + j] + b[j])
-    elif act == TANH:
-        for i in range(r0, r1):
-            base = i * n
-            for j in range(n):
-                z[base + j] = _tanh(z[base + j] + b[j])
+                z[base + j] = _sigmoid(z[base + j] + b[j], f32)
     else:
         for i in range(r0, r1):
             base = i * n
             for j in range(n):
-                z[base + j] += b[j]
+                z[base + j] = _tanh(z[base + j] + b[j], f32)
 
 
 @njit(**JIT)
@@ -219,19 +246,19 @@ def linear(X, W, b, act, out):
 def act_backward_rows(A, dA, act, out, r0, r1):
     """out = dA * f'(.) from the activation output A, rows r0..r1-1."""
     n = A.shape[1]
-    a, d, o = _flat(A), _flat(dA), _flat(out)
     lo, hi = r0 * n, r1 * n
+    a, d, o = _flat(A)[lo:hi], _flat(dA)[lo:hi], _flat(out)[lo:hi]
     if act == RELU:
-        for i in range(lo, hi):
+        for i in range(o.shape[0]):
             o[i] = d[i] if a[i] > 0 else 0.0
     elif act == SIGMOID:
-        for i in range(lo, hi):
+        for i in range(o.shape[0]):
             o[i] = d[i] * (a[i] * (1.0 - a[i]))
     elif act == TANH:
-        for i in range(lo, hi):
+        for i in range(o.shape[0]):
             o[i] = d[i] * (1.0 - a[i] * a[i])
     else:
-        for i in range(lo, hi):
+        for i in range(o.shape[0]):
             o[i] = d[i]
 
 
@@ -261,36 +288,54 @@ def _lse_parts(z, base, n):
         v = z[base + j]
         top = v if v > top else top
     s = 0.0
+    f32 = z.itemsize == 4
     for j in range(n):
-        s += _exp(z[base + j] - top)
+        s += _exp(z[base + j] - top, f32)
     return top, s
 
 
 @njit(**JIT)
-def softmax_row(z, p, base, n):
-    """p = exp(z - max z) / sum on z[base:base + n] (p may be z); returns the
-    log-sum-exp of the row."""
-    top = z[base]
-    for j in range(1, n):
-        v = z[base + j]
-        top = v if v > top else top
+def _shift_exp(z, p, d, r0, r1, n):
+    """Rows r0..r1-1 of z, minus their max, into d; their exp into p.
+
+    Two passes (short per-row loops, then one long vectorised exp) beat one
+    pass whose exp loop is only a row long. p or d may be z.
+    """
+    for i in range(r0, r1):
+        base = i * n
+        top = z[base]
+        for j in range(base + 1, base + n):
+            v = z[j]
+            top = v if v > top else top
+        for j in range(base, base + n):
+            v = z[j] - top
+            d[j] = v
+            p[j] = v
+    f32 = p.itemsize == 4
+    block = p[r0 * n : r1 * n]
+    for j in range(block.shape[0]):
+        block[j] = _exp(block[j], f32)
+
+
+@njit(**JIT)
+def _normalise(p, base, n):
+    """Divide p[base:base + n] by its sum; returns log(sum)."""
     s = 0.0
     for j in range(base, base + n):
-        e = _exp(z[j] - top)
-        p[j] = e
-        s += e
+        s += p[j]
     inv = 1.0 / s
     for j in range(base, base + n):
         p[j] *= inv
-    return np.log(s) + top
+    return np.log(s)
 
 
 @njit(**JIT)
 def softmax_rows(Z, out, r0, r1):
     n = Z.shape[1]
     z, o = _flat(Z), _flat(out)
+    _shift_exp(z, o, o, r0, r1, n)
     for i in range(r0, r1):
-        softmax_row(z, o, i * n, n)
+        _normalise(o, i * n, n)
 
 
 @njit(**JIT)
@@ -326,20 +371,20 @@ def cross_entropy_rows(Z, y, order, start, scale, P, D):
 
     Row i's label is y[order[start + i]] (y[i] when ``order`` is empty).
     P = softmax(Z) row-wise (P may be Z itself); D = (P - onehot) * scale.
-    Returns the summed loss of the rows in float64 (log-sum-exp minus the
-    label's logit, exact for any finite logits).
+    Returns the summed loss of the rows in float64: log(sum(exp(z - max)))
+    minus the label's (z - max), exact for any finite logits.
     """
-    n = Z.shape[1]
+    m, n = Z.shape
     z, p, d = _flat(Z), _flat(P), _flat(D)
+    _shift_exp(z, p, d, 0, m, n)  # d holds z - max for now
     total = 0.0
-    for i in range(Z.shape[0]):
+    for i in range(m):
         base = i * n
-        label = y[i] if order.shape[0] == 0 else y[order[start + i]]
-        zy = np.float64(z[base + label])
-        total += softmax_row(z, p, base, n) - zy
+        label = base + (y[i] if order.shape[0] == 0 else y[order[start + i]])
+        total += _normalise(p, base, n) - d[label]
         for j in range(base, base + n):
             d[j] = p[j] * scale
-        d[base + label] = (np.float64(p[base + label]) - 1.0) * scale
+        d[label] = (np.float64(p[label]) - 1.0) * scale
     return total
 
 
@@ -385,7 +430,8 @@ def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1, write):
     stored: returns whether every new value would be finite in the dtype."""
     limit = _limit(params)
     ok = True
-    for i in range(i0, i1):
+    params, grads, velocity = params[i0:i1], grads[i0:i1], velocity[i0:i1]
+    for i in range(params.shape[0]):
         g = grads[i]
         v = momentum * velocity[i] - lr * g
         p = params[i] + (momentum * v - lr * g if nesterov else v)
@@ -408,7 +454,8 @@ def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1, write):
     """Adam on entries i0..i1-1; ``write`` as in ``sgd_range``."""
     limit = _limit(params)
     ok = True
-    for i in range(i0, i1):
+    params, grads, m1, m2 = params[i0:i1], grads[i0:i1], m1[i0:i1], m2[i0:i1]
+    for i in range(params.shape[0]):
         g = grads[i]
         a = beta1 * m1[i] + (1.0 - beta1) * g
         b = beta2 * m2[i] + (1.0 - beta2) * (g * g)
