@@ -8,7 +8,6 @@ import numpy as np
 from . import checks, kernels, threads
 from .errors import ConvergenceWarning, DivergenceError, NotFittedError
 from .kernels import ACTIVATIONS, OUTPUTS, SOLVERS, n_params
-from .kernels.config import PREDICT_CHUNK
 from .net import init_params, views
 
 
@@ -199,6 +198,7 @@ class MLP:
         self._state1 = np.zeros_like(self._params)
         self._state2 = np.zeros_like(self._params) if self.solver == "adam" else self._state1
         self._solver = self.solver
+        self._act = ACTIVATIONS[self.activation]
         self._step = 0
         self._work = None
         self.coefs_, self.intercepts_ = views(self._params, self._sizes)
@@ -209,9 +209,9 @@ class MLP:
 
     def _epoch(self, X, target, hp):
         """One epoch through the backend's whole-epoch kernel; returns its loss."""
-        if self.solver != self._solver:
-            raise ValueError(f"solver changed from {self._solver!r} to {self.solver!r} after "
-                             "training started; call fit to start over")
+        if self.solver != self._solver or ACTIVATIONS[self.activation] != self._act:
+            raise ValueError("solver or activation changed after training started; "
+                             "call fit to start over")
         core = kernels.get(self.backend_)._core
         n = X.shape[0]
         batch = min(hp["batch_size"], n)
@@ -225,7 +225,7 @@ class MLP:
         t0 = time.perf_counter()
         loss, step, done = core.train_epoch(
             X, y, Y, order, self._params, self._grads, self._state1, self._state2,
-            self._step, self._sizes, ACTIVATIONS[self.activation], self._output,
+            self._step, self._sizes, self._act, self._output,
             SOLVERS[self.solver], hp["lr"], hp["momentum"], bool(self.nesterov), hp["l2"],
             batch, self._work)
         self._step = step
@@ -245,18 +245,8 @@ class MLP:
     def _forward(self, X):
         self._fitted()
         X = checks.check_X(X, self._dtype, self.n_features_in_)
-        backend = kernels.get(self.backend_)
-        n, k = X.shape[0], int(self._sizes[-1])
-        out = np.empty((n, k), dtype=self._dtype)
-        widest = int(self._sizes[1:-1].max()) if self._sizes.size > 2 else 1
-        chunk = min(n, PREDICT_CHUNK)
-        buf_a = np.empty(chunk * widest, dtype=self._dtype)
-        buf_b = np.empty(chunk * widest, dtype=self._dtype)
-        act = ACTIVATIONS[self.activation]
-        for r0 in range(0, n, chunk):
-            r1 = min(n, r0 + chunk)
-            backend._core.forward(X[r0:r1], self._params, self._sizes, act, self._output,
-                                  buf_a, buf_b, out[r0:r1])
+        out = kernels.get(self.backend_)._core.predict_rows(X, self._params, self._sizes,
+                                                            self._act, self._output)
         if not np.isfinite(out).all():
             r = int(np.argmin(np.isfinite(out).all(axis=1)))
             raise ValueError(f"the network's output for row {r} is not finite: its inputs are "

@@ -17,11 +17,19 @@ from .api import ACTIVATIONS, NAMES, OUTPUTS, SOLVERS, n_params
 BACKENDS = ("numba", "numpy")
 
 
+_loaded = {}
+
+
 def get(name):
     """The backend module called ``name`` ('numba' or 'numpy')."""
+    try:
+        return _loaded[name]
+    except (KeyError, TypeError):
+        pass
     if name not in BACKENDS:
         raise ValueError(f"unknown fastmlp backend {name!r}; valid backends: {', '.join(BACKENDS)}")
-    return importlib.import_module(f"{__name__}.{name}_backend")
+    _loaded[name] = importlib.import_module(f"{__name__}.{name}_backend")
+    return _loaded[name]
 
 
 def _choose():

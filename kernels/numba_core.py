@@ -19,7 +19,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .config import INLINE, JIT, NARROW, PARALLEL_MIN_ELEMENTS, PJIT, REDUCE, SMALL_GEMM
+from .config import INLINE, JIT, NARROW, PARALLEL_MIN_ELEMENTS, PJIT, PREDICT_CHUNK, REDUCE, SMALL_GEMM
 
 # ---------------------------------------------------------------- constants
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
@@ -524,6 +524,25 @@ def forward(X, params, sizes, act, output, buf_a, buf_b, out):
         prev = dst
     if output == SOFTMAX:
         softmax_rows(out, out, 0, m)
+
+
+@njit(**JIT)
+def predict_rows(X, params, sizes, act, output):
+    """``forward`` over all rows of X in chunks, allocating its own output and
+    scratch: one compiled call per prediction."""
+    m = X.shape[0]
+    L = sizes.shape[0] - 1
+    widest = 1
+    for l in range(1, L):
+        widest = max(widest, sizes[l])
+    out = np.empty((m, sizes[L]), dtype=X.dtype)
+    chunk = min(m, PREDICT_CHUNK)
+    buf_a = np.empty(chunk * widest, dtype=X.dtype)
+    buf_b = np.empty(chunk * widest, dtype=X.dtype)
+    for r0 in range(0, m, chunk):
+        r1 = min(m, r0 + chunk)
+        forward(X[r0:r1], params, sizes, act, output, buf_a, buf_b, out[r0:r1])
+    return out
 
 
 # -------------------------------------------------------------- whole epoch

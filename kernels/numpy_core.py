@@ -8,6 +8,8 @@ test oracle.
 
 import numpy as np
 
+from .config import PREDICT_CHUNK
+
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
 SOFTMAX, SQUARED = 0, 1
 SGD, ADAM = 0, 1
@@ -196,6 +198,21 @@ def forward(X, params, sizes, act, output, buf_a, buf_b, out):
         prev = dst
     if output == SOFTMAX:
         softmax(out, out)
+
+
+def predict_rows(X, params, sizes, act, output):
+    """``forward`` over all rows of X in chunks, allocating its own output and
+    scratch."""
+    m = X.shape[0]
+    widest = int(sizes[1:-1].max()) if sizes.shape[0] > 2 else 1
+    out = np.empty((m, int(sizes[-1])), dtype=X.dtype)
+    chunk = min(m, PREDICT_CHUNK)
+    buf_a = np.empty(chunk * widest, dtype=X.dtype)
+    buf_b = np.empty(chunk * widest, dtype=X.dtype)
+    for r0 in range(0, m, chunk):
+        r1 = min(m, r0 + chunk)
+        forward(X[r0:r1], params, sizes, act, output, buf_a, buf_b, out[r0:r1])
+    return out
 
 
 # -------------------------------------------------------------- whole epoch
