@@ -67,13 +67,13 @@ def test_import_compiles_nothing():
 def test_warmup_then_fit_compiles_nothing_more():
     code = ("import numpy as np, fastmlp, fastmlp.kernels.numba_core as c\n"
             "fastmlp.warmup()\n"
-            "before = len(c.train_epoch.signatures) + len(c.forward.signatures)\n"
+            "before = len(c.train_epoch.signatures) + len(c.predict_rows.signatures)\n"
             "X = np.random.default_rng(0).standard_normal((50, 4))\n"
             "for dt in ('float32', 'float64'):\n"
             "    for act in ('relu', 'tanh', 'sigmoid', 'identity'):\n"
             "        fastmlp.MLP((3, 2), act, dtype=dt, epochs=1).partial_fit(X, X[:, 0] > 0).predict(X)\n"
             "        fastmlp.MLP((3,), act, dtype=dt, solver='sgd').partial_fit(X, X[:, :2]).predict(X)\n"
-            "print(before, len(c.train_epoch.signatures) + len(c.forward.signatures))")
+            "print(before, len(c.train_epoch.signatures) + len(c.predict_rows.signatures))")
     out = run(code)
     assert out.returncode == 0, out.stderr
     before, after = map(int, out.stdout.split())
