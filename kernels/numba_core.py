@@ -424,23 +424,35 @@ def _limit(a):
     return 3.4028234663852886e38 if a.itemsize == 4 else 1.7976931348623157e308
 
 
-@njit(**JIT)
-def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1, write):
-    """SGD with momentum on entries i0..i1-1. With ``write`` false nothing is
-    stored: returns whether every new value would be finite in the dtype."""
+@njit(**REDUCE)
+def sgd_check(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1):
+    """First half of an SGD step on entries i0..i1-1: adds the L2 term
+    ``decay * params`` to ``grads``, stores nothing else, and returns (whether
+    every new value would be finite in the dtype, sum of the new params**2)."""
     limit = _limit(params)
     ok = True
+    sq = 0.0
+    params, grads, velocity = params[i0:i1], grads[i0:i1], velocity[i0:i1]
+    for i in range(params.shape[0]):
+        g = grads[i] + decay * params[i]
+        grads[i] = g
+        v = momentum * velocity[i] - lr * g
+        p = params[i] + (momentum * v - lr * g if nesterov else v)
+        ok &= (abs(v) <= limit) & (abs(p) <= limit)
+        sq += p * p
+    return ok, sq
+
+
+@njit(**JIT)
+def sgd_apply(params, grads, velocity, lr, momentum, nesterov, i0, i1):
+    """velocity = momentum * velocity - lr * grads; params += velocity
+    (Nesterov: params += momentum * velocity - lr * grads), entries i0..i1-1."""
     params, grads, velocity = params[i0:i1], grads[i0:i1], velocity[i0:i1]
     for i in range(params.shape[0]):
         g = grads[i]
         v = momentum * velocity[i] - lr * g
-        p = params[i] + (momentum * v - lr * g if nesterov else v)
-        if write:
-            velocity[i] = v
-            params[i] = p
-        else:
-            ok &= (abs(v) <= limit) & (abs(p) <= limit)
-    return ok
+        velocity[i] = v
+        params[i] += momentum * v - lr * g if nesterov else v
 
 
 @njit(**JIT)
@@ -449,24 +461,35 @@ def adam_rate(lr, beta1, beta2, step):
     return lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
 
 
-@njit(**JIT)
-def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1, write):
-    """Adam on entries i0..i1-1; ``write`` as in ``sgd_range``."""
+@njit(**REDUCE)
+def adam_check(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
+    """First half of an Adam step; see ``sgd_check``."""
     limit = _limit(params)
     ok = True
+    sq = 0.0
+    params, grads, m1, m2 = params[i0:i1], grads[i0:i1], m1[i0:i1], m2[i0:i1]
+    for i in range(params.shape[0]):
+        g = grads[i] + decay * params[i]
+        grads[i] = g
+        a = beta1 * m1[i] + (1.0 - beta1) * g
+        b = beta2 * m2[i] + (1.0 - beta2) * (g * g)
+        p = params[i] - rate * a / (np.sqrt(b) + eps)
+        ok &= (abs(a) <= limit) & (b <= limit) & (abs(p) <= limit)
+        sq += p * p
+    return ok, sq
+
+
+@njit(**JIT)
+def adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1):
+    """Adam's moment updates and step (``rate`` from ``adam_rate``), entries i0..i1-1."""
     params, grads, m1, m2 = params[i0:i1], grads[i0:i1], m1[i0:i1], m2[i0:i1]
     for i in range(params.shape[0]):
         g = grads[i]
         a = beta1 * m1[i] + (1.0 - beta1) * g
         b = beta2 * m2[i] + (1.0 - beta2) * (g * g)
-        p = params[i] - rate * a / (np.sqrt(b) + eps)
-        if write:
-            m1[i] = a
-            m2[i] = b
-            params[i] = p
-        else:
-            ok &= (abs(a) <= limit) & (b <= limit) & (abs(p) <= limit)
-    return ok
+        m1[i] = a
+        m2[i] = b
+        params[i] -= rate * a / (np.sqrt(b) + eps)
 
 
 @njit(**PJIT)
@@ -474,8 +497,8 @@ def sgd_update(params, grads, velocity, lr, momentum, nesterov):
     n = params.shape[0]
     chunks = n_chunks(n, 1)
     for c in prange(chunks):
-        sgd_range(params, grads, velocity, lr, momentum, nesterov,
-                  (c * n) // chunks, ((c + 1) * n) // chunks, True)
+        sgd_apply(params, grads, velocity, lr, momentum, nesterov,
+                  (c * n) // chunks, ((c + 1) * n) // chunks)
 
 
 @njit(**PJIT)
@@ -484,8 +507,40 @@ def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
     rate = adam_rate(lr, beta1, beta2, step)
     chunks = n_chunks(n, 1)
     for c in prange(chunks):
-        adam_range(params, grads, m1, m2, rate, beta1, beta2, eps,
-                   (c * n) // chunks, ((c + 1) * n) // chunks, True)
+        adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps,
+                   (c * n) // chunks, ((c + 1) * n) // chunks)
+
+
+@njit(**JIT)
+def update(params, grads, state1, state2, sizes, solver, lr, momentum, nesterov, decay, step):
+    """One optimiser step over every layer, the L2 term ``decay * W`` added to
+    the weights' gradients, applied only if every new value is finite.
+
+    Returns (applied, sum of the new weights**2): the next batch's L2 loss.
+    """
+    rate = adam_rate(lr, BETA1, BETA2, step + 1)
+    ok = True
+    sq = 0.0
+    off = 0
+    for l in range(sizes.shape[0] - 1):
+        nw = sizes[l] * sizes[l + 1]
+        for lo, hi, dec in ((off, off + nw, decay), (off + nw, off + nw + sizes[l + 1], 0.0)):
+            if solver == ADAM:
+                good, part = adam_check(params, grads, state1, state2, rate, BETA1, BETA2,
+                                        EPS, dec, lo, hi)
+            else:
+                good, part = sgd_check(params, grads, state1, lr, momentum, nesterov, dec, lo, hi)
+            ok = ok and good
+            if dec > 0:
+                sq += part
+        off += nw + sizes[l + 1]
+    if not ok:
+        return False, sq
+    if solver == ADAM:
+        adam_apply(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
+    else:
+        sgd_apply(params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
+    return True, sq
 
 
 # ---------------------------------------------------------- network forward
@@ -580,10 +635,10 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
     n = order.shape[0]
     L = sizes.shape[0] - 1
     n_in = sizes[0]
-    P = params.shape[0]
     offs = _offsets(sizes, batch_size)
     x = _flat(X)
     total = 0.0
+    sq = 0.0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         # gather the batch's rows
@@ -607,10 +662,11 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
         else:
             loss = squared_error_rows(prev, Y, order, start, scale, D)
         if l2 > 0:
-            sq = 0.0
-            for l in range(L):
-                W, b = _weights(params, sizes, l)
-                sq += sum_squares(_flat(W))
+            if start == 0:  # later batches have it from the previous update
+                sq = 0.0
+                for l in range(L):
+                    W, b = _weights(params, sizes, l)
+                    sq += sum_squares(_flat(W))
             loss += 0.5 * l2 * sq
         if not np.isfinite(loss):
             return np.nan, step, start
@@ -623,12 +679,7 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
             w = sizes[l + 1]
             D = _block(work, offs, L + 1 + cur, m, w)
             prev = _block(work, offs, l, m, sizes[l])
-            gemm_tn(prev, D, gW)
-            if l2 > 0:
-                c = l2 * scale
-                gwf, wf = _flat(gW), _flat(W)
-                for i in range(gwf.shape[0]):
-                    gwf[i] += c * wf[i]
+            gemm_tn(prev, D, gW)  # the L2 term is added in ``update``
             d = _flat(D)
             for j in range(w):
                 gb[j] = 0.0
@@ -640,15 +691,9 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
                 gemm_nt(D, W, nxt)
                 act_backward_rows(prev, nxt, act, nxt, 0, m)
                 cur = 1 - cur
-        # update, only if every new value is finite
-        if solver == ADAM:
-            rate = adam_rate(lr, BETA1, BETA2, step + 1)
-            if not adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, P, False):
-                return np.nan, step, start
-            adam_range(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, P, True)
-        else:
-            if not sgd_range(params, grads, state1, lr, momentum, nesterov, 0, P, False):
-                return np.nan, step, start
-            sgd_range(params, grads, state1, lr, momentum, nesterov, 0, P, True)
+        applied, sq = update(params, grads, state1, state2, sizes, solver, lr, momentum,
+                             nesterov, l2 * scale, step)
+        if not applied:
+            return np.nan, step, start
         step += 1
     return total / n, step, n

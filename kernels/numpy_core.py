@@ -131,17 +131,24 @@ def _finite(*arrays, like):
     return all(bool(np.all(np.abs(a) <= limit)) for a in arrays)
 
 
-def sgd_range(params, grads, velocity, lr, momentum, nesterov, i0, i1, write):
-    """SGD with momentum on entries i0..i1-1. With ``write`` false nothing is
-    stored: returns whether every new value would be finite in the dtype."""
+def sgd_check(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1):
+    """First half of an SGD step on entries i0..i1-1: adds the L2 term
+    ``decay * params`` to ``grads``, stores nothing else, and returns (whether
+    every new value would be finite in the dtype, sum of the new params**2)."""
     p, g, v = params[i0:i1], grads[i0:i1], velocity[i0:i1]
+    g += decay * p
     new_v = momentum * v - lr * g
     new_p = p + (momentum * new_v - lr * g if nesterov else new_v)
-    if not write:
-        return _finite(new_v, new_p, like=params)
-    v[...] = new_v
-    p[...] = new_p
-    return True
+    return _finite(new_v, new_p, like=params), float(np.dot(new_p, new_p))
+
+
+def sgd_apply(params, grads, velocity, lr, momentum, nesterov, i0, i1):
+    """velocity = momentum * velocity - lr * grads; params += velocity
+    (Nesterov: params += momentum * velocity - lr * grads), entries i0..i1-1."""
+    p, g, v = params[i0:i1], grads[i0:i1], velocity[i0:i1]
+    v *= momentum
+    v -= lr * g
+    p += momentum * v - lr * g if nesterov else v
 
 
 def adam_rate(lr, beta1, beta2, step):
@@ -149,27 +156,62 @@ def adam_rate(lr, beta1, beta2, step):
     return lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
 
 
-def adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1, write):
-    """Adam on entries i0..i1-1; ``write`` as in ``sgd_range``."""
-    p, g, a, b = params[i0:i1], grads[i0:i1], m1[i0:i1], m2[i0:i1]
-    new_a = beta1 * a + (1.0 - beta1) * g
-    new_b = beta2 * b + (1.0 - beta2) * (g * g)
-    new_p = p - rate * new_a / (np.sqrt(new_b) + eps)
-    if not write:
-        return _finite(new_a, new_b, new_p, like=params)
-    a[...] = new_a
-    b[...] = new_b
-    p[...] = new_p
-    return True
+def _adam_moments(grads, m1, m2, beta1, beta2):
+    return beta1 * m1 + (1.0 - beta1) * grads, beta2 * m2 + (1.0 - beta2) * (grads * grads)
+
+
+def adam_check(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
+    """First half of an Adam step; see ``sgd_check``."""
+    p, g = params[i0:i1], grads[i0:i1]
+    g += decay * p
+    a, b = _adam_moments(g, m1[i0:i1], m2[i0:i1], beta1, beta2)
+    new_p = p - rate * a / (np.sqrt(b) + eps)
+    return _finite(a, b, new_p, like=params), float(np.dot(new_p, new_p))
+
+
+def adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1):
+    """Adam's moment updates and step (``rate`` from ``adam_rate``), entries i0..i1-1."""
+    a, b = _adam_moments(grads[i0:i1], m1[i0:i1], m2[i0:i1], beta1, beta2)
+    m1[i0:i1] = a
+    m2[i0:i1] = b
+    params[i0:i1] -= rate * a / (np.sqrt(b) + eps)
 
 
 def sgd_update(params, grads, velocity, lr, momentum, nesterov):
-    sgd_range(params, grads, velocity, lr, momentum, nesterov, 0, params.shape[0], True)
+    sgd_apply(params, grads, velocity, lr, momentum, nesterov, 0, params.shape[0])
 
 
 def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
     rate = adam_rate(lr, beta1, beta2, step)
-    adam_range(params, grads, m1, m2, rate, beta1, beta2, eps, 0, params.shape[0], True)
+    adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps, 0, params.shape[0])
+
+
+def update(params, grads, state1, state2, sizes, solver, lr, momentum, nesterov, decay, step):
+    """One optimiser step over every layer, the L2 term ``decay * W`` added to
+    the weights' gradients, applied only if every new value is finite.
+
+    Returns (applied, sum of the new weights**2): the next batch's L2 loss.
+    """
+    rate = adam_rate(lr, BETA1, BETA2, step + 1)
+    ok, sq, off = True, 0.0, 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        nw = int(n_in * n_out)
+        for lo, hi, dec in ((off, off + nw, decay), (off + nw, off + nw + int(n_out), 0.0)):
+            if solver == ADAM:
+                good, part = adam_check(params, grads, state1, state2, rate, BETA1, BETA2, EPS,
+                                        dec, lo, hi)
+            else:
+                good, part = sgd_check(params, grads, state1, lr, momentum, nesterov, dec, lo, hi)
+            ok = ok and good
+            sq += part if dec > 0 else 0.0
+        off += nw + int(n_out)
+    if not ok:
+        return False, sq
+    if solver == ADAM:
+        adam_apply(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
+    else:
+        sgd_apply(params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
+    return True, sq
 
 
 # ---------------------------------------------------------- network forward
@@ -268,25 +310,15 @@ def _train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act
         for l in range(L - 1, -1, -1):
             (W, _), (gW, gb) = layers[l], grad_views[l]
             D = block(L + 1 + cur, sizes[l + 1])
-            np.matmul(acts[l].T, D, out=gW)
-            if l2 > 0:
-                gW += (l2 * scale) * W
+            np.matmul(acts[l].T, D, out=gW)  # the L2 term is added in ``update``
             np.sum(D, axis=0, out=gb)
             if l > 0:
                 nxt = block(L + 2 - cur, sizes[l])
                 np.matmul(D, W.T, out=nxt)
                 act_backward_rows(acts[l], nxt, act, nxt, 0, m)
                 cur = 1 - cur
-        # update, only if every new value is finite
-        if solver == ADAM:
-            rate = adam_rate(lr, BETA1, BETA2, step + 1)
-            args = (params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
-            update = adam_range
-        else:
-            args = (params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
-            update = sgd_range
-        if not update(*args, False):
+        if not update(params, grads, state1, state2, sizes, solver, lr, momentum, nesterov,
+                      l2 * scale, step)[0]:
             return np.nan, step, start
-        update(*args, True)
         step += 1
     return total / n, step, n
