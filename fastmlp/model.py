@@ -222,6 +222,10 @@ class MLP:
         classify = target.ndim == 1
         y = target if classify else _NO_LABELS
         Y = target if not classify else np.empty((0, 0), dtype=self._dtype)
+        announce = self.verbose and _first_use(core.train_epoch, X)
+        if announce:
+            print(f"fastmlp: preparing the numba kernels for {X.dtype} (compiled on first use, "
+                  "then loaded from the disk cache) ...", flush=True)
         t0 = time.perf_counter()
         loss, step, done = core.train_epoch(
             X, y, Y, order, self._params, self._grads, self._state1, self._state2,
@@ -229,6 +233,8 @@ class MLP:
             SOLVERS[self.solver], hp["lr"], hp["momentum"], bool(self.nesterov), hp["l2"],
             batch, self._work)
         self._step = step
+        if announce:
+            print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s", flush=True)
         if done < n:
             raise DivergenceError(
                 f"training diverged in epoch {self.n_iter_ + 1} at the batch starting at row "
@@ -292,6 +298,16 @@ _PARAM_NAMES = ("hidden", "activation", "solver", "lr", "momentum", "nesterov", 
                 "epochs", "l2", "tol", "patience", "shuffle", "dtype", "random_state", "verbose",
                 "backend", "task", "n_threads")
 _NO_LABELS = np.empty(0, dtype=np.int64)
+
+
+def _first_use(kernel, X):
+    """Whether a compiled ``kernel`` has not yet run on arrays like X in this process."""
+    signatures = getattr(kernel, "signatures", None)
+    if signatures is None:  # the NumPy backend compiles nothing
+        return False
+    from numba import typeof
+
+    return not any(sig[0] == typeof(X) for sig in signatures)
 
 
 def _same(a, b):

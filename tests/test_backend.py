@@ -96,3 +96,15 @@ def test_unwritable_cache_directory_falls_back_with_a_warning(tmp_path):
     assert out.stdout.split() == ["1", "1"]
     cached = list((tmp_path / "xdg" / "fastmlp" / "numba").rglob("*.nbi"))
     assert cached, "the kernels were not cached in the fallback directory"
+
+
+def test_verbose_announces_kernel_preparation_once():
+    code = ("import numpy as np, fastmlp\n"
+            "X = np.random.default_rng(0).standard_normal((40, 3))\n"
+            "for _ in range(2):\n"
+            "    fastmlp.MLP((3,), epochs=2, verbose=True).partial_fit(X, X[:, 0] > 0)\n")
+    out = run(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("preparing the numba kernels for float32") == 1
+    assert out.stdout.count("kernels ready in") == 1
+    assert out.stdout.count("epoch 1: loss") == 2
