@@ -10,10 +10,11 @@
 from . import kernels
 from .errors import ConvergenceWarning, DivergenceError, NotFittedError
 from .model import MLP
+from .io import ModelFileError, load, save
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "backend", "warmup", "show_config", "ConvergenceWarning", "DivergenceError",
-           "NotFittedError", "__version__"]
+__all__ = ["MLP", "backend", "warmup", "show_config", "load", "save", "ConvergenceWarning",
+           "DivergenceError", "ModelFileError", "NotFittedError", "__version__"]
 
 
 def backend():

@@ -1,4 +1,12 @@
-"""Input checks: every bad input becomes a ValueError or TypeError that names it."""
+"""Input checks: every bad input becomes a ValueError or TypeError that names it.
+
+``check_X`` and ``check_y`` turn whatever the user passed (NumPy arrays of any
+dtype and memory layout, lists of lists, pandas DataFrames and Series) into the
+arrays the kernels take, or refuse it with a message that says what is wrong
+and where (row and column of the first bad value). ``check_params`` validates
+the hyper-parameters of an ``MLP`` and states the allowed values or range of
+every one it refuses.
+"""
 
 import numbers
 
@@ -9,6 +17,14 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 def _as_array(data, name):
     """np.asarray without surprises: ragged and exotic inputs are refused clearly."""
+    if data is None:
+        raise ValueError(f"{name} is None; pass an array-like")
+    if hasattr(data, "toarray") and hasattr(data, "nnz"):  # scipy.sparse
+        raise TypeError(f"{name} is a sparse matrix; fastmlp needs dense input "
+                        f"(pass {name}.toarray())")
+    if isinstance(data, np.ma.MaskedArray) and np.ma.is_masked(data):
+        raise ValueError(f"{name} is a masked array with masked values; fill them first "
+                         f"({name}.filled(...))")
     if hasattr(data, "to_numpy") and callable(data.to_numpy):  # pandas and friends
         data = data.to_numpy()
     try:
@@ -24,25 +40,85 @@ def _first_bad(mask):
     return int(idx[0]), int(idx[1]) if idx.size > 1 else 0
 
 
+def _where(shape, flat_index):
+    """'row r, column c' (or 'row r' for 1-D) of a flat index into ``shape``."""
+    pos = np.unravel_index(flat_index, shape)
+    if len(pos) == 1:
+        return f"row {int(pos[0])}"
+    return f"row {int(pos[0])}, column {int(pos[1])}" + (
+        "".join(f", index {int(p)}" for p in pos[2:]))
+
+
+def _is_missing(v):
+    """None, pandas.NA/NaT or a float NaN."""
+    if v is None:
+        return True
+    if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral):
+        try:
+            return bool(v != v)
+        except TypeError:
+            return False
+    return type(v).__name__ in ("NAType", "NaTType")
+
+
+def _object_to_float(arr, name):
+    """An object array of numbers as float64; strings, bytes, None/NA and
+    anything float() refuses are named with their place."""
+    flat = arr.reshape(-1)
+    for i, v in enumerate(flat):
+        if isinstance(v, (str, bytes, np.str_, np.bytes_)):
+            raise TypeError(f"{name} holds a string ({v!r}) at {_where(arr.shape, i)}; "
+                            "fastmlp needs numeric features: encode them as numbers first")
+        if _is_missing(v):
+            raise ValueError(f"{name} holds a missing value ({v!r}) at {_where(arr.shape, i)}; "
+                             "remove or impute missing values first")
+    try:
+        return arr.astype(np.float64)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    for i, v in enumerate(flat):
+        try:
+            float(v)
+        except (ValueError, TypeError, OverflowError):
+            raise TypeError(f"{name} holds a non-numeric value {v!r} (type {type(v).__name__}) "
+                            f"at {_where(arr.shape, i)}; convert or encode it as a number "
+                            "first") from None
+    raise TypeError(f"{name} holds non-numeric values (dtype object); "
+                    "convert or encode them as numbers first")
+
+
+def _numeric_columns(frame):
+    """True when every column of a pandas DataFrame (or a Series) has a numeric
+    or bool dtype, nullable extension dtypes included (strings are not)."""
+    dtypes = getattr(frame, "dtypes", None)
+    dtypes = dtypes.tolist() if hasattr(dtypes, "tolist") else [dtypes]
+    return all(getattr(dt, "kind", "O") in "biuf" for dt in dtypes)
+
+
 def check_X(X, dtype, n_features=None, name="X"):
     """A C-contiguous 2-D array of ``dtype`` with only finite values.
 
-    ints, bools, float16 and float64 are converted; strings, objects, complex
-    numbers, NaN and inf are refused with the place of the first bad value.
+    ints, bools, float16 and float64 are converted, and so are object arrays
+    (and pandas frames with nullable or mixed column types) that hold only
+    numbers; strings, complex numbers, missing values, NaN and inf are refused
+    with the place of the first bad value.
     """
+    if hasattr(X, "to_numpy") and callable(X.to_numpy) and _numeric_columns(X):
+        # pandas with nullable (Int64, Float64, boolean) or mixed numeric columns:
+        # one float64 array with missing values as NaN, so that they are found below
+        try:
+            X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            pass
     arr = _as_array(X, name)
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} holds complex numbers; fastmlp needs real-valued features")
     if kind in "OSUVMm":
-        if kind == "O":
-            try:
-                arr = arr.astype(np.float64)
-            except (ValueError, TypeError):
-                raise TypeError(f"{name} holds non-numeric values (dtype object); "
-                                "convert or encode them as numbers first") from None
-        else:
+        if kind != "O":
             raise TypeError(f"{name} has dtype {arr.dtype}; fastmlp needs numeric features")
+        arr = _object_to_float(arr, name)
+        kind = "f"
     if arr.ndim != 2:
         hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-D (samples x features), got {arr.ndim}-D "
@@ -58,7 +134,8 @@ def check_X(X, dtype, n_features=None, name="X"):
         r, c = _first_bad(~np.isfinite(arr))
         raise ValueError(f"{name} holds a non-finite value ({arr[r, c]}) at row {r}, column {c}; "
                          "remove or impute NaN and inf first")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):  # overflow is reported below, as an error
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if kind == "f" and arr.dtype.itemsize > out.dtype.itemsize and not np.isfinite(out).all():
         r, c = _first_bad(~np.isfinite(out))
         raise ValueError(f"{name} value {arr[r, c]} at row {r}, column {c} is too large for "
@@ -72,6 +149,28 @@ def is_classification(y):
     return _as_array(y, "y").dtype.kind in "biuOSU"
 
 
+def _check_labels(arr):
+    """Labels that np.unique and np.searchsorted can work with."""
+    kind = arr.dtype.kind
+    if kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"y holds a non-finite label at row {int(np.argmin(np.isfinite(arr)))}")
+    if kind == "c":
+        raise TypeError("y holds complex numbers; labels must be integers, bools or strings")
+    if kind != "O":
+        return arr
+    for i, v in enumerate(arr):
+        if _is_missing(v):
+            raise ValueError(f"y holds a missing label ({v!r}) at row {i}; "
+                             "remove those rows or give them a label")
+    try:
+        np.unique(arr)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in arr})
+        raise TypeError(f"y mixes labels that cannot be ordered ({', '.join(kinds)}); "
+                        "use labels of one type") from None
+    return arr
+
+
 def check_y(y, n_samples, classification):
     """1-D labels (classification) or a 2-D float64 target array (regression)."""
     arr = _as_array(y, "y")
@@ -83,9 +182,13 @@ def check_y(y, n_samples, classification):
     if arr.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but y has {arr.shape[0]}")
     if classification:
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ValueError(f"y holds a non-finite label at row {int(np.argmin(np.isfinite(arr)))}")
-        return arr
+        return _check_labels(arr)
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (ValueError, TypeError):
+            raise TypeError("regression targets must be numeric, got dtype object "
+                            "holding non-numbers") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"regression targets must be numeric, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
@@ -97,53 +200,82 @@ def check_y(y, n_samples, classification):
 
 
 def _positive_int(value, name, allow_zero=False):
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     if not ok or value < (0 if allow_zero else 1):
         raise ValueError(f"{name} must be an integer >= {0 if allow_zero else 1}, got {value!r}")
     return int(value)
 
 
 def _number(value, name, low, high=np.inf, low_open=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+          and np.isfinite(value))
     if ok:
         ok = (value > low if low_open else value >= low) and value <= high
     if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be a finite number in {bracket}{low}, {high}], got {value!r}")
+        opening = "(" if low_open else "["
+        closing = ")" if high == np.inf else "]"
+        raise ValueError(f"{name} must be a finite number in {opening}{low:g}, {high:g}{closing}, "
+                         f"got {value!r}")
     return float(value)
+
+
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _choice(value, name, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _dtype_name(value):
+    """'float32' or 'float64' for any spelling NumPy understands; else None."""
+    if isinstance(value, str) and value in DTYPES:
+        return value
+    try:
+        name = np.dtype(value).name if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return name if name in DTYPES else None
 
 
 def check_params(model):
     """Validate the hyper-parameters of an MLP; returns them normalised as a dict."""
-    from .kernels import ACTIVATIONS, SOLVERS, BACKENDS
+    from .kernels import ACTIVATIONS, BACKENDS, SOLVERS
 
     hidden = model.hidden
-    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, (bool, np.bool_)):
         hidden = (hidden,)
+    if isinstance(hidden, (str, bytes)):
+        raise ValueError(f"hidden must be a tuple of layer widths, got {model.hidden!r}")
     try:
         hidden = tuple(hidden)
     except TypeError:
         raise ValueError(f"hidden must be a tuple of layer widths, got {model.hidden!r}") from None
     hidden = tuple(_positive_int(h, "every hidden layer width") for h in hidden)
-    if model.activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; "
-                         f"got {model.activation!r}")
-    if model.solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}; got {model.solver!r}")
-    dtype = np.dtype(model.dtype).name if isinstance(model.dtype, type) else model.dtype
-    if dtype not in DTYPES:
+    _choice(model.activation, "activation", tuple(ACTIVATIONS))
+    _choice(model.solver, "solver", tuple(SOLVERS))
+    dtype = _dtype_name(model.dtype)
+    if dtype is None:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {model.dtype!r}")
-    if model.backend is not None and model.backend not in BACKENDS:
-        raise ValueError(f"backend must be None or one of {', '.join(BACKENDS)}; "
-                         f"got {model.backend!r}")
-    if model.task not in ("auto", "classification", "regression"):
-        raise ValueError(f"task must be 'auto', 'classification' or 'regression'; "
-                         f"got {model.task!r}")
+    if model.backend is not None:
+        if not isinstance(model.backend, str) or model.backend not in BACKENDS:
+            raise ValueError(f"backend must be None or one of {', '.join(BACKENDS)}; "
+                             f"got {model.backend!r}")
+    _choice(model.task, "task", ("auto", "classification", "regression"))
     if model.n_threads is not None:
         _positive_int(model.n_threads, "n_threads")
     seed = model.random_state
-    if seed is not None and not isinstance(seed, (numbers.Integral, np.random.Generator)):
-        raise ValueError(f"random_state must be None, an int or a numpy Generator; got {seed!r}")
+    if seed is not None and not isinstance(seed, np.random.Generator):
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+            raise ValueError("random_state must be None, an integer >= 0 or a numpy Generator; "
+                             f"got {seed!r}")
+    _flag(model.nesterov, "nesterov")
+    _flag(model.shuffle, "shuffle")
+    _flag(model.verbose, "verbose")
     return dict(
         hidden=hidden,
         lr=_number(model.lr, "lr", 0.0, low_open=True),

@@ -171,13 +171,18 @@ class MLP:
             if labels.shape[0] < 2:
                 raise ValueError(f"classification needs at least 2 classes, y has only "
                                  f"{labels.tolist()}")
-            self.classes_ = labels
-        codes = np.searchsorted(self.classes_, yc)
-        codes = np.clip(codes, 0, len(self.classes_) - 1)
-        unknown = self.classes_[codes] != yc
+        else:
+            labels = self.classes_
+            if classes is not None and not np.array_equal(
+                    np.unique(checks._as_array(classes, "classes")), labels):
+                raise ValueError(f"classes={np.asarray(classes).tolist()} differs from the "
+                                 f"classes_ {labels.tolist()} the model was started with")
+        codes = np.clip(np.searchsorted(labels, yc), 0, len(labels) - 1)
+        unknown = labels[codes] != yc
         if np.any(unknown):
             bad = np.unique(yc[unknown])[:5].tolist()
-            raise ValueError(f"y holds labels not in classes_ {self.classes_.tolist()}: {bad}")
+            raise ValueError(f"y holds labels not in classes_ {labels.tolist()}: {bad}")
+        self.classes_ = labels  # only once y is known to be valid
         return Xc, codes.astype(np.int64)
 
     def _start(self, n_features, target, hp):
@@ -251,8 +256,12 @@ class MLP:
     def _forward(self, X):
         self._fitted()
         X = checks.check_X(X, self._dtype, self.n_features_in_)
-        out = kernels.get(self.backend_)._core.predict_rows(X, self._params, self._sizes,
-                                                            self._act, self._output)
+        core = kernels.get(self.backend_)._core
+        if self.n_threads is None:
+            out = core.predict_rows(X, self._params, self._sizes, self._act, self._output)
+        else:
+            with threads.limits(self.n_threads, self.backend_):
+                out = core.predict_rows(X, self._params, self._sizes, self._act, self._output)
         if not np.isfinite(out).all():
             r = int(np.argmin(np.isfinite(out).all(axis=1)))
             raise ValueError(f"the network's output for row {r} is not finite: its inputs are "
@@ -281,12 +290,30 @@ class MLP:
             y = checks.check_y(y, len(pred), True)
             return float(np.mean(pred == y))
         Y = checks.check_y(y, len(pred), False)
+        if Y.shape[1] != self._sizes[-1]:
+            raise ValueError(f"y has {Y.shape[1]} target columns; the model was fitted "
+                             f"with {self._sizes[-1]}")
         P = np.asarray(pred, dtype=np.float64).reshape(Y.shape)
         ss_res = ((Y - P) ** 2).sum(axis=0)
         ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
         return float(np.mean(r2))
+
+    def save(self, path):
+        """Write the fitted model to the file ``path`` (exactly that name),
+        atomically; returns the path. Format and guarantees: ``fastmlp.io``."""
+        from .io import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """A model written by ``save``, bit-exact with its optimiser state;
+        loading never unpickles or runs code from the file."""
+        from .io import load
+
+        return load(path, cls=cls)
 
     @property
     def n_params_(self):

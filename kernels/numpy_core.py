@@ -251,9 +251,10 @@ def predict_rows(X, params, sizes, act, output):
     chunk = min(m, PREDICT_CHUNK)
     buf_a = np.empty(chunk * widest, dtype=X.dtype)
     buf_b = np.empty(chunk * widest, dtype=X.dtype)
-    for r0 in range(0, m, chunk):
-        r1 = min(m, r0 + chunk)
-        forward(X[r0:r1], params, sizes, act, output, buf_a, buf_b, out[r0:r1])
+    with np.errstate(over="ignore", invalid="ignore"):  # the caller checks the output
+        for r0 in range(0, m, chunk):
+            r1 = min(m, r0 + chunk)
+            forward(X[r0:r1], params, sizes, act, output, buf_a, buf_b, out[r0:r1])
     return out
 
 
