@@ -11,6 +11,8 @@ integers. ``out`` must be C-contiguous with the result's shape and dtype; when
 it is given nothing is allocated (the inputs being C-contiguous).
 """
 
+import numbers
+
 import numpy as np
 
 FLOATS = (np.float32, np.float64)
@@ -204,18 +206,32 @@ def make(core):
         solv = _code(SOLVERS, "solver", solver)
         sizes = _sizes(sizes)
         X = _array("X", X, 2)
+        if X.shape[1] != sizes[0]:
+            raise ValueError(f"X has {X.shape[1]} columns but sizes[0] is {sizes[0]}")
         _flat(params, grads, state1, state2)
+        if params.shape[0] != n_params(sizes):
+            raise ValueError(f"params has {params.shape[0]} entries; sizes {sizes.tolist()} "
+                             f"need {n_params(sizes)}")
+        if (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
+                or batch_size < 1):
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not isinstance(work, np.ndarray):
+            raise TypeError(f"work must be a numpy array, got {type(work).__name__}")
         if params.dtype != X.dtype or work.dtype != X.dtype:
             raise TypeError(f"X, params and work must share one dtype, got "
                             f"{X.dtype}, {params.dtype}, {work.dtype}")
-        if work.ndim != 1 or work.size < work_size(sizes, batch_size):
-            raise ValueError(f"work must be 1-D with at least {work_size(sizes, batch_size)} "
-                             f"entries, got shape {work.shape}")
+        if (work.ndim != 1 or work.size < work_size(sizes, batch_size)
+                or not work.flags.c_contiguous or not work.flags.writeable):
+            raise ValueError(f"work must be a writeable, C-contiguous 1-D array of at least "
+                             f"{work_size(sizes, batch_size)} entries, got shape {work.shape}")
         if outk == OUTPUTS["softmax"]:
             y = _labels(target, X.shape[0], int(sizes[-1]))
             Y = np.empty((0, 0), dtype=X.dtype)
         else:
             Y = _array("target", target, 2, X.dtype)
+            if Y.shape != (X.shape[0], sizes[-1]):
+                raise ValueError(f"target must have shape {(X.shape[0], int(sizes[-1]))} for "
+                                 f"squared output, got {Y.shape}")
             y = _NO_ORDER
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.size and (order.min() < 0 or order.max() >= X.shape[0]):

@@ -60,31 +60,38 @@ def _float_of(typingctx, n):
 
 
 @njit(**INLINE)
+def _expm1_reduced(r, f32):
+    """exp(r) - 1 for |r| <= ln2/2, relative error within 2 ulp of float64 (or,
+    ``f32`` true, 1e-8): the Taylor polynomial of degree 13 (7), without its
+    leading 1, in Estrin's scheme, whose short dependency chain keeps narrow
+    loops fast."""
+    r2 = r * r
+    r4 = r2 * r2
+    q = (r + r2 * (1.0 / 2.0 + r * (1.0 / 6.0))
+         + r4 * ((1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0))))
+    if not f32:
+        r8 = r4 * r4
+        hi = (((1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (1.0 / 3628800.0 + r * (1.0 / 39916800.0)))
+              + r4 * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0)))
+        q = q + r8 * hi
+    return q
+
+
+@njit(**INLINE)
 def _exp(x, f32):
     """exp(x) in float64: within 2 ulp of float64, or (``f32`` true) within
     1e-8 relative, plenty for a float32 result. 0 below -708, inf above
     log(max float64).
 
-    x = k ln2 + r with |r| <= ln2/2; exp(r) by a Taylor polynomial of degree
-    13 (7 for f32) evaluated in Estrin's scheme, whose short dependency chain
-    keeps narrow loops fast; 2**k built from its bits. Branch-free, so loops
-    over it vectorise; ``f32`` is a constant where it is inlined.
+    x = k ln2 + r with |r| <= ln2/2; exp(r) = 1 + ``_expm1_reduced(r)``; 2**k
+    built from its bits. Branch-free, so loops over it vectorise; ``f32`` is a
+    constant where it is inlined.
     """
     c = min(max(x, _EXP_LO), _EXP_HI)
     t = c * _LOG2E + _SHIFTER
     k = t - _SHIFTER
     r = (c - k * _LN2_HI) - k * _LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    lo = ((1.0 + r) + r2 * (1.0 / 2.0 + r * (1.0 / 6.0))
-          + r4 * ((1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0))))
-    if f32:
-        p = lo
-    else:
-        r8 = r4 * r4
-        hi = (((1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (1.0 / 3628800.0 + r * (1.0 / 39916800.0)))
-              + r4 * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0)))
-        p = lo + r8 * hi
+    p = 1.0 + _expm1_reduced(r, f32)
     # 2**(k-1), times 2 below: k reaches 1024 near the top of the range
     scale = _float_of((_bits_of(t) - _SHIFTER_BITS + 1022) << 52)
     y = (p * scale) * 2.0
@@ -100,8 +107,15 @@ def _sigmoid(v, f32):
 
 @njit(**INLINE)
 def _tanh(v, f32):
-    e = _exp(-2.0 * abs(v), f32)
-    t = (1.0 - e) / (1.0 + e)
+    """tanh(v) = (1 - e) / (1 + e) with e = exp(-2|v|); for |v| < ln2/4, where
+    1 - e cancels, -q / (2 + q) with q = expm1(-2|v|) instead (relative
+    accuracy down to 0). Both are computed: the select keeps loops branch-free."""
+    a = abs(v)
+    e = _exp(-2.0 * a, f32)
+    big = (1.0 - e) / (1.0 + e)
+    q = _expm1_reduced(-2.0 * a, f32)
+    small = -q / (2.0 + q)
+    t = small if a < 0.17328679513998632 else big
     return t if v >= 0 else -t
 
 
@@ -344,9 +358,9 @@ def log_softmax_rows(Z, out, r0, r1):
     z, o = _flat(Z), _flat(out)
     for i in range(r0, r1):
         top, s = _lse_parts(z, i * n, n)
-        lse = np.log(s) + top
+        log_s = np.log(s)
         for j in range(i * n, (i + 1) * n):
-            o[j] = z[j] - lse
+            o[j] = (z[j] - top) - log_s  # not z - (top + log s): exact next to huge logits
 
 
 @njit(**PJIT)
@@ -382,9 +396,10 @@ def cross_entropy_rows(Z, y, order, start, scale, P, D):
         base = i * n
         label = base + (y[i] if order.shape[0] == 0 else y[order[start + i]])
         total += _normalise(p, base, n) - d[label]
+        p_label = np.float64(p[label])  # read before D is written: P may be D
         for j in range(base, base + n):
             d[j] = p[j] * scale
-        d[label] = (np.float64(p[label]) - 1.0) * scale
+        d[label] = (p_label - 1.0) * scale
     return total
 
 
@@ -395,7 +410,7 @@ def cross_entropy_sum(Z, y):
     total = 0.0
     for i in range(Z.shape[0]):
         top, s = _lse_parts(z, i * n, n)
-        total += np.log(s) + top - z[i * n + y[i]]
+        total += np.log(s) - (z[i * n + y[i]] - top)
     return total
 
 

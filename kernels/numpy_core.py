@@ -70,11 +70,10 @@ def act_backward(A, dA, act, out):
 
 
 # --------------------------------------------------- softmax and the losses
-def _logsumexp(Z):
-    """Row-wise log(sum(exp(Z))) in float64, by subtracting the row max."""
-    top = Z.max(axis=1, keepdims=True)
-    shifted = np.exp((Z - top).astype(np.float64))
-    return np.log(shifted.sum(axis=1)) + top[:, 0]
+def _shifted_logsum(Z):
+    """(Z - row max, log of the row sums of exp(Z - max) in float64)."""
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    return shifted, np.log(np.exp(shifted.astype(np.float64)).sum(axis=1))
 
 
 def softmax(Z, out):
@@ -85,7 +84,9 @@ def softmax(Z, out):
 
 
 def log_softmax(Z, out):
-    np.subtract(Z, _logsumexp(Z)[:, None].astype(Z.dtype), out=out)
+    # (z - max) - log s, in float64 before rounding: exact next to huge logits
+    shifted, log_s = _shifted_logsum(Z)
+    np.subtract(shifted, log_s[:, None], out=out, casting="same_kind")
 
 
 def _rows(order, start, m, n):
@@ -99,18 +100,20 @@ def cross_entropy_rows(Z, y, order, start, scale, P, D):
     P = softmax(Z) row-wise (P may be Z itself); D = (P - onehot) * scale.
     Returns the summed loss of the rows in float64.
     """
-    m = Z.shape[0]
-    labels = y[_rows(order, start, m, y.shape[0])]
-    picked = Z[np.arange(m), labels].astype(np.float64)
-    total = float(np.sum(_logsumexp(Z) - picked))
+    rows = np.arange(Z.shape[0])
+    labels = y[_rows(order, start, Z.shape[0], y.shape[0])]
+    shifted, log_s = _shifted_logsum(Z)
+    total = float(np.sum(log_s - shifted[rows, labels]))
     softmax(Z, P)
+    p_label = P[rows, labels].astype(np.float64)  # read before D is written: P may be D
     np.multiply(P, scale, out=D)
-    D[np.arange(m), labels] = (P[np.arange(m), labels].astype(np.float64) - 1.0) * scale
+    D[rows, labels] = (p_label - 1.0) * scale
     return total
 
 
 def cross_entropy_sum(Z, y):
-    return float(np.sum(_logsumexp(Z) - Z[np.arange(Z.shape[0]), y]))
+    shifted, log_s = _shifted_logsum(Z)
+    return float(np.sum(log_s - shifted[np.arange(Z.shape[0]), y]))
 
 
 def squared_error_rows(Z, Y, order, start, scale, D):
@@ -278,6 +281,8 @@ def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
 def _train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act, output,
                  solver, lr, momentum, nesterov, l2, batch_size, work):
     n = order.shape[0]
+    if n == 0:
+        return np.nan, step, 0
     L = sizes.shape[0] - 1
     offs = _offsets(sizes, batch_size)
     layers = [_weights(params, sizes, l) for l in range(L)]

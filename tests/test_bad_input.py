@@ -66,7 +66,6 @@ class Case:
     task: str = "classification"
     params: dict = field(default_factory=dict)  # bad hyper-parameters
     classes: object = None  # for partial_fit_first
-    xfail: dict = field(default_factory=dict)  # method -> reason (a known fastmlp bug)
 
     def targets(self):
         if self.y is not None:
@@ -262,10 +261,7 @@ def _params():
         for method in case.methods:
             if method == "predict_proba" and case.task != "classification":
                 continue
-            marks = ()
-            if method in case.xfail:
-                marks = pytest.mark.xfail(strict=True, reason=case.xfail[method])
-            yield pytest.param(case, method, id=f"{case.id}-{method}", marks=marks)
+            yield pytest.param(case, method, id=f"{case.id}-{method}")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
