@@ -103,6 +103,14 @@ def check_X(X, dtype, n_features=None, name="X"):
     numbers; strings, complex numbers, missing values, NaN and inf are refused
     with the place of the first bad value.
     """
+    if (type(X) is np.ndarray and X.dtype.kind == "f" and X.ndim == 2 and X.shape[0]
+            and X.shape[1] and (n_features is None or X.shape[1] == n_features)):
+        # a plain float array, the usual case: convert, and if every value is finite
+        # there is nothing more to check (otherwise the full path below names the problem)
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(X, dtype=dtype)
+        if np.isfinite(out).all():
+            return out
     if hasattr(X, "to_numpy") and callable(X.to_numpy) and _numeric_columns(X):
         # pandas with nullable (Int64, Float64, boolean) or mixed numeric columns:
         # one float64 array with missing values as NaN, so that they are found below
