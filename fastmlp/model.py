@@ -177,13 +177,9 @@ class MLP:
                     np.unique(checks._as_array(classes, "classes")), labels):
                 raise ValueError(f"classes={np.asarray(classes).tolist()} differs from the "
                                  f"classes_ {labels.tolist()} the model was started with")
-        codes = np.clip(np.searchsorted(labels, yc), 0, len(labels) - 1)
-        unknown = labels[codes] != yc
-        if np.any(unknown):
-            bad = np.unique(yc[unknown])[:5].tolist()
-            raise ValueError(f"y holds labels not in classes_ {labels.tolist()}: {bad}")
+        codes = _encode(yc, labels)
         self.classes_ = labels  # only once y is known to be valid
-        return Xc, codes.astype(np.int64)
+        return Xc, codes
 
     def _start(self, n_features, target, hp):
         """Fresh weights, optimiser state and bookkeeping."""
@@ -254,33 +250,40 @@ class MLP:
 
     # ---------------------------------------------------------- prediction
     def _forward(self, X):
+        """(outputs, argmax of each row) of the fitted network for X."""
         self._fitted()
-        X = checks.check_X(X, self._dtype, self.n_features_in_)
+        if not (type(X) is np.ndarray and X.dtype == self._dtype and X.ndim == 2
+                and X.flags.c_contiguous and X.shape[0] and X.shape[1] == self.n_features_in_):
+            X = checks.check_X(X, self._dtype, self.n_features_in_)
+        # an array already in shape and dtype goes straight to the kernel, which
+        # reports the first row with a non-finite input or output
         core = kernels.get(self.backend_)._core
         if self.n_threads is None:
-            out = core.predict_rows(X, self._params, self._sizes, self._act, self._output)
+            out, labels, bad = core.predict_rows(X, self._params, self._sizes, self._act,
+                                                 self._output)
         else:
             with threads.limits(self.n_threads, self.backend_):
-                out = core.predict_rows(X, self._params, self._sizes, self._act, self._output)
-        if not np.isfinite(out).all():
-            r = int(np.argmin(np.isfinite(out).all(axis=1)))
-            raise ValueError(f"the network's output for row {r} is not finite: its inputs are "
+                out, labels, bad = core.predict_rows(X, self._params, self._sizes, self._act,
+                                                     self._output)
+        if bad >= 0:
+            checks.check_X(X, self._dtype, self.n_features_in_)  # names a bad input value
+            raise ValueError(f"the network's output for row {bad} is not finite: its inputs are "
                              f"too large for {self._dtype} (largest |X| in that row is "
-                             f"{float(np.abs(X[r]).max()):.3g}); scale the inputs")
-        return out
+                             f"{float(np.abs(X[bad]).max()):.3g}); scale the inputs")
+        return out, labels
 
     def predict_proba(self, X):
         """Class probabilities, one row per sample summing to 1 (classification)."""
         self._fitted()
         if self._output != OUTPUTS["softmax"]:
             raise AttributeError("predict_proba is for classification; this model is a regressor")
-        return self._forward(X)
+        return self._forward(X)[0]
 
     def predict(self, X):
         """Labels (classification) or predicted values (regression)."""
-        out = self._forward(X)
+        out, labels = self._forward(X)
         if self._output == OUTPUTS["softmax"]:
-            return self.classes_[np.argmax(out, axis=1)]
+            return self.classes_[labels]
         return out[:, 0].copy() if self._y_1d else out
 
     def score(self, X, y):
@@ -325,6 +328,21 @@ _PARAM_NAMES = ("hidden", "activation", "solver", "lr", "momentum", "nesterov", 
                 "epochs", "l2", "tol", "patience", "shuffle", "dtype", "random_state", "verbose",
                 "backend", "task", "n_threads")
 _NO_LABELS = np.empty(0, dtype=np.int64)
+
+
+def _encode(y, labels):
+    """The class codes of y (int64 positions in sorted ``labels``); refuses a
+    label that is not in ``labels``."""
+    k = labels.shape[0]
+    if (y.dtype.kind in "iu" and labels.dtype.kind in "iu" and labels[0] == 0
+            and labels[-1] == k - 1 and 0 <= y.min() and y.max() < k):
+        return np.ascontiguousarray(y, dtype=np.int64)  # labels are 0..k-1: y is its own code
+    codes = np.clip(np.searchsorted(labels, y), 0, k - 1)
+    unknown = labels[codes] != y
+    if np.any(unknown):
+        bad = np.unique(y[unknown])[:5].tolist()
+        raise ValueError(f"y holds labels not in classes_ {labels.tolist()}: {bad}")
+    return codes.astype(np.int64)
 
 
 def _first_use(kernel, X):

@@ -597,22 +597,51 @@ def forward(X, params, sizes, act, output, buf_a, buf_b, out):
 
 
 @njit(**JIT)
+def _first_nonfinite_row(A):
+    """The first row of 2-D ``A`` holding NaN or inf, or -1."""
+    a = _flat(A)
+    n = A.shape[1]
+    for i in range(A.shape[0]):
+        bad = False
+        for j in range(i * n, (i + 1) * n):
+            bad |= not np.isfinite(a[j])
+        if bad:
+            return i
+    return -1
+
+
+@njit(**JIT)
 def predict_rows(X, params, sizes, act, output):
     """``forward`` over all rows of X in chunks, allocating its own output and
-    scratch: one compiled call per prediction."""
+    scratch: one compiled call per prediction. Returns (out, labels, bad):
+    labels is each row's argmax (the class code under a softmax output), bad
+    the first row whose input or output is not finite (-1: none)."""
     m = X.shape[0]
     L = sizes.shape[0] - 1
+    k = sizes[L]
     widest = 1
     for l in range(1, L):
         widest = max(widest, sizes[l])
-    out = np.empty((m, sizes[L]), dtype=X.dtype)
+    out = np.empty((m, k), dtype=X.dtype)
+    labels = np.zeros(m, dtype=np.int64)
+    bad = _first_nonfinite_row(X)
+    if bad >= 0:
+        return out, labels, bad
     chunk = min(m, PREDICT_CHUNK)
     buf_a = np.empty(chunk * widest, dtype=X.dtype)
     buf_b = np.empty(chunk * widest, dtype=X.dtype)
     for r0 in range(0, m, chunk):
         r1 = min(m, r0 + chunk)
         forward(X[r0:r1], params, sizes, act, output, buf_a, buf_b, out[r0:r1])
-    return out
+    bad = _first_nonfinite_row(out)
+    o = _flat(out)
+    for i in range(m):
+        best = 0
+        for j in range(1, k):
+            if o[i * k + j] > o[i * k + best]:
+                best = j
+        labels[i] = best
+    return out, labels, bad
 
 
 # -------------------------------------------------------------- whole epoch

@@ -245,20 +245,31 @@ def forward(X, params, sizes, act, output, buf_a, buf_b, out):
         softmax(out, out)
 
 
+def _first_nonfinite_row(A):
+    """The first row of 2-D ``A`` holding NaN or inf, or -1."""
+    ok = np.isfinite(A).all(axis=1)
+    return -1 if ok.all() else int(np.argmin(ok))
+
+
 def predict_rows(X, params, sizes, act, output):
     """``forward`` over all rows of X in chunks, allocating its own output and
-    scratch."""
+    scratch. Returns (out, labels, bad): labels is each row's argmax (the class
+    code under a softmax output), bad the first row whose input or output is
+    not finite (-1: none)."""
     m = X.shape[0]
     widest = int(sizes[1:-1].max()) if sizes.shape[0] > 2 else 1
     out = np.empty((m, int(sizes[-1])), dtype=X.dtype)
+    bad = _first_nonfinite_row(X)
+    if bad >= 0:
+        return out, np.zeros(m, dtype=np.int64), bad
     chunk = min(m, PREDICT_CHUNK)
     buf_a = np.empty(chunk * widest, dtype=X.dtype)
     buf_b = np.empty(chunk * widest, dtype=X.dtype)
-    with np.errstate(over="ignore", invalid="ignore"):  # the caller checks the output
+    with np.errstate(over="ignore", invalid="ignore"):  # reported through ``bad``
         for r0 in range(0, m, chunk):
             r1 = min(m, r0 + chunk)
             forward(X[r0:r1], params, sizes, act, output, buf_a, buf_b, out[r0:r1])
-    return out
+    return out, np.argmax(out, axis=1).astype(np.int64), _first_nonfinite_row(out)
 
 
 # -------------------------------------------------------------- whole epoch

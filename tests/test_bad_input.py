@@ -486,6 +486,36 @@ def test_a_non_finite_value_is_named_by_its_place(problem, data, backend, bad):
         MLP((3,), backend=backend, epochs=1).fit(X_bad, y_)
 
 
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_non_finite_value_in_the_models_own_dtype_is_named(backend, dtype, method):
+    # an X already in the model's dtype and layout skips the conversion: the
+    # prediction kernel finds the bad row and the message is the same
+    model = fitted(backend, dtype=dtype)
+    for value, row, col in [(np.nan, 7, 2), (np.inf, 0, 0), (-np.inf, N - 1, D - 1)]:
+        X_bad = with_value(value, row, col, dtype)
+        args = (X_bad, Y_CLS) if method == "score" else (X_bad,)
+        with pytest.raises(ValueError, match=rf"^X holds a non-finite value \({value}\) "
+                                             rf"at row {row}, column {col};"):
+            getattr(model, method)(*args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_labels_counted_from_zero_and_others_encode_alike(backend):
+    # integer labels 0..k-1 are their own class codes; any other labels are looked up
+    shifted = quiet_fit(MLP(backend=backend, **SMALL), X, Y_CLS + 5)
+    plain = fitted(backend)
+    np.testing.assert_array_equal(shifted.classes_, [5, 6, 7])
+    np.testing.assert_array_equal(shifted.coefs_[0], plain.coefs_[0])
+    np.testing.assert_array_equal(shifted.predict(X), plain.predict(X) + 5)
+    for model, bad in [(plain, 3), (plain, -1), (shifted, 4)]:
+        y_bad = (Y_CLS if model is plain else Y_CLS + 5).copy()
+        y_bad[11] = bad
+        with pytest.raises(ValueError, match=rf"y holds labels not in classes_ .*\[{bad}\]"):
+            model.partial_fit(X, y_bad)
+
+
 # ------------------------------------------------------------- huge inputs
 def _finite_or_refused(call):
     """Run call(); it must return finite numbers or raise ValueError/DivergenceError."""
