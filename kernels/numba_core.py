@@ -284,9 +284,18 @@ def n_chunks(rows, cols):
     return min(rows, max(2, (rows * cols) // PARALLEL_MIN_ELEMENTS))
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def act_backward(A, dA, act, out):
     """out = dA * f'(.), rows split across threads when the array is large."""
+    m, n = A.shape
+    if n_chunks(m, n) == 1:  # a parallel region costs tens of microseconds to enter
+        act_backward_rows(A, dA, act, out, 0, m)
+    else:
+        _act_backward_par(A, dA, act, out)
+
+
+@njit(**PJIT)
+def _act_backward_par(A, dA, act, out):
     m, n = A.shape
     chunks = n_chunks(m, n)
     for c in prange(chunks):
@@ -363,16 +372,34 @@ def log_softmax_rows(Z, out, r0, r1):
             o[j] = (z[j] - top) - log_s  # not z - (top + log s): exact next to huge logits
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def softmax(Z, out):
+    m, n = Z.shape
+    if n_chunks(m, n) == 1:
+        softmax_rows(Z, out, 0, m)
+    else:
+        _softmax_par(Z, out)
+
+
+@njit(**PJIT)
+def _softmax_par(Z, out):
     m, n = Z.shape
     chunks = n_chunks(m, n)
     for c in prange(chunks):
         softmax_rows(Z, out, (c * m) // chunks, ((c + 1) * m) // chunks)
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def log_softmax(Z, out):
+    m, n = Z.shape
+    if n_chunks(m, n) == 1:
+        log_softmax_rows(Z, out, 0, m)
+    else:
+        _log_softmax_par(Z, out)
+
+
+@njit(**PJIT)
+def _log_softmax_par(Z, out):
     m, n = Z.shape
     chunks = n_chunks(m, n)
     for c in prange(chunks):
@@ -507,8 +534,17 @@ def adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1):
         params[i] -= rate * a / (np.sqrt(b) + eps)
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def sgd_update(params, grads, velocity, lr, momentum, nesterov):
+    n = params.shape[0]
+    if n_chunks(n, 1) == 1:
+        sgd_apply(params, grads, velocity, lr, momentum, nesterov, 0, n)
+    else:
+        _sgd_update_par(params, grads, velocity, lr, momentum, nesterov)
+
+
+@njit(**PJIT)
+def _sgd_update_par(params, grads, velocity, lr, momentum, nesterov):
     n = params.shape[0]
     chunks = n_chunks(n, 1)
     for c in prange(chunks):
@@ -516,10 +552,19 @@ def sgd_update(params, grads, velocity, lr, momentum, nesterov):
                   (c * n) // chunks, ((c + 1) * n) // chunks)
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
     n = params.shape[0]
     rate = adam_rate(lr, beta1, beta2, step)
+    if n_chunks(n, 1) == 1:
+        adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps, 0, n)
+    else:
+        _adam_update_par(params, grads, m1, m2, rate, beta1, beta2, eps)
+
+
+@njit(**PJIT)
+def _adam_update_par(params, grads, m1, m2, rate, beta1, beta2, eps):
+    n = params.shape[0]
     chunks = n_chunks(n, 1)
     for c in prange(chunks):
         adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps,
