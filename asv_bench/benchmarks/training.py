@@ -1,0 +1,76 @@
+"""One training epoch: fastmlp (numba, numpy backends) against scikit-learn and PyTorch.
+
+Every system trains the same network on the same synthetic data with plain
+momentum SGD (lr 0.01, momentum 0.9, no Nesterov, L2 1e-4 scaled like
+scikit-learn's alpha) and the same minibatch size, rows shuffled every epoch:
+
+- ``fastmlp-numba`` / ``fastmlp-numpy``: ``MLP(..., solver='sgd').partial_fit(X, y)``
+- ``sklearn``: ``MLPClassifier(solver='sgd', nesterovs_momentum=False).partial_fit(X, y)``
+- ``torch``: eager ``nn.Sequential`` + ``torch.optim.SGD``, a manual minibatch loop
+  over ``torch.randperm``, default ``torch.set_num_threads``
+
+``setup`` builds the model and runs one warm-up ``partial_fit`` (on a few
+batches) so numba compilation, first-touch page faults and lazy initialisation
+are never timed. ``Epoch*`` times the public ``partial_fit`` (which validates
+X and encodes y on every call); ``KernelEpoch*`` times the same epoch through
+the public kernel ``fastmlp.kernels.get(backend).train_epoch`` on arrays that
+are already validated, so the difference is ``partial_fit``'s per-call
+overhead.
+
+The mnist-shape and wide workloads take seconds to minutes per epoch, so they
+live in ``*Large`` classes with one call per sample and at most three samples.
+Select a subset with asv's regex over parameters, e.g.::
+
+    asv run --python=same -b "training.EpochLarge.time_epoch\\('mnist-shape', 'float32'"
+"""
+
+from . import (DTYPES, BACKENDS, LARGE_WORKLOADS, SMALL_WORKLOADS, SYSTEMS, FastmlpKernelEpoch,
+               LargeSettings,
+               cached, make_data, make_epoch)
+
+
+class Epoch:
+    """One epoch of the small workloads (milliseconds to a few hundred ms)."""
+
+    params = [SMALL_WORKLOADS, DTYPES, SYSTEMS]
+    param_names = ["workload", "dtype", "system"]
+    timeout = 600
+    repeat = (3, 20, 15.0)
+
+    def setup(self, workload, dtype, system):
+        self.run = cached(("epoch", workload, dtype, system),
+                          lambda: make_epoch(system, workload, dtype, *make_data(workload, dtype)))
+
+    def time_epoch(self, workload, dtype, system):
+        self.run.epoch()
+
+
+class EpochLarge(LargeSettings, Epoch):
+    """One epoch of mnist-shape (60000x784 -> 256 -> 128 -> 10, batch 128) and
+    wide (16384x2048 -> 2048 -> 2048 -> 10, batch 1024)."""
+
+    params = [LARGE_WORKLOADS, DTYPES, SYSTEMS]
+    timeout = 2400
+
+
+class KernelEpoch:
+    """One epoch through ``fastmlp.kernels.get(backend).train_epoch`` with
+    pre-validated arrays (no ``partial_fit`` input checks)."""
+
+    params = [SMALL_WORKLOADS, DTYPES, BACKENDS]
+    param_names = ["workload", "dtype", "backend"]
+    timeout = 600
+    repeat = (3, 20, 15.0)
+
+    def setup(self, workload, dtype, backend):
+        self.run = cached(("kernel", workload, dtype, backend),
+                          lambda: FastmlpKernelEpoch(workload, dtype, backend,
+                                                     *make_data(workload, dtype)))
+
+    def time_epoch(self, workload, dtype, backend):
+        self.run.epoch()
+
+
+class KernelEpochLarge(LargeSettings, KernelEpoch):
+    params = [LARGE_WORKLOADS, DTYPES, BACKENDS]
+    timeout = 2400
