@@ -179,7 +179,7 @@ def make(core):
                          float(eps))
         return params
 
-    def forward(X, params, sizes, activation="relu", output="softmax", out=None):
+    def forward(X, params, sizes, activation="relu", output="softmax", out=None, work=None):
         act = _code(ACTIVATIONS, "activation", activation)
         outk = _code(OUTPUTS, "output", output)
         sizes = _sizes(sizes)
@@ -188,10 +188,15 @@ def make(core):
         if X.shape[1] != sizes[0] or params.shape[0] != n_params(sizes):
             raise ValueError(f"X {X.shape} and params {params.shape} do not fit sizes {sizes}")
         out = _out(out, (X.shape[0], int(sizes[-1])), X.dtype)
-        widest = int(sizes[1:-1].max()) if sizes.size > 2 else 1
-        buf_a = np.empty(X.shape[0] * widest, dtype=X.dtype)
-        buf_b = np.empty(X.shape[0] * widest, dtype=X.dtype)
-        core.forward(X, params, sizes, act, outk, buf_a, buf_b, out)
+        need = X.shape[0] * (int(sizes[1:-1].max()) if sizes.size > 2 else 1)
+        if work is None:
+            work = np.empty(2 * need, dtype=X.dtype)
+        elif (not isinstance(work, np.ndarray) or work.dtype != X.dtype or work.ndim != 1
+              or work.shape[0] < 2 * need or not work.flags.c_contiguous
+              or not work.flags.writeable):
+            raise ValueError(f"work must be a writeable, C-contiguous 1-D {X.dtype} array of at "
+                             f"least {2 * need} entries (2 x rows x widest hidden layer)")
+        core.forward(X, params, sizes, act, outk, work[:need], work[need:2 * need], out)
         return out
 
     def work_size(sizes, batch_size):
@@ -290,7 +295,8 @@ DOCS = {
                     "correction; m and v are the moment estimates. Returns params."),
     "forward": ("Network output for the rows of X, parameters packed flat as [W0, b0, W1, b1, "
                 "...] for layer widths ``sizes``: probabilities (output='softmax') or values "
-                "(output='squared')."),
+                "(output='squared'). ``work``: scratch of 2 x rows x widest hidden layer "
+                "entries (allocated when not given)."),
     "train_epoch": ("One epoch of minibatch training over the rows of X in ``order``: forward, "
                     "loss, backward and optimiser update for every batch, parameters, "
                     "gradients and optimiser state flat and updated in place, ``work`` scratch "

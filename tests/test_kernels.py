@@ -318,6 +318,30 @@ def test_out_is_written_and_returned(name, backend, dtype):
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_uses_given_scratch(backend, dtype):
+    """forward's hidden layers go to ``work`` when it is given (old contents ignored);
+    scratch that is too small, of another dtype or read-only is refused."""
+    fn = get_backend(backend).forward
+    rng = np.random.default_rng(8)
+    sizes = [3, 7, 5, 2]
+    X = rng.normal(size=(6, 3)).astype(dtype)
+    params = random_net(sizes, dtype, 2)
+    fresh = fn(X, params, sizes, "tanh", "softmax")
+    work = np.full(2 * 6 * 7 + 3, np.nan, dtype=dtype)
+    out = np.empty((6, 2), dtype=dtype)
+    assert fn(X, params, sizes, "tanh", "softmax", out=out, work=work) is out
+    np.testing.assert_array_equal(out, fresh)
+    other = np.float64 if dtype is np.float32 else np.float32
+    frozen = np.empty(2 * 6 * 7, dtype=dtype)
+    frozen.flags.writeable = False
+    for bad in (np.empty(2 * 6 * 7 - 1, dtype=dtype), np.empty(2 * 6 * 7, dtype=other),
+                np.empty((2, 6 * 7), dtype=dtype), frozen, [0.0] * 100):
+        with pytest.raises(ValueError, match=r"work must be .* at least 84 entries"):
+            fn(X, params, sizes, "tanh", "softmax", work=bad)
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", OUT_KERNELS)
 def test_bad_out_is_rejected(name, backend, dtype):
     fn = getattr(get_backend(backend), name)
