@@ -35,7 +35,7 @@ DEFAULT_PNG = os.path.join("docs", "benchmarks.png")
 WORKLOAD_ORDER = ["seed-ionosphere", "seed-pulsar", "digits", "mnist-shape", "wide"]
 DTYPES = ["float32", "float64"]
 PEERS = [("sklearn", "vs sklearn"), ("torch", "vs torch"), ("fastmlp-numpy", "vs fastmlp-numpy")]
-SUITES = ("training.", "floor.", "predict.", "startup.")
+SUITES = ("training.", "floor.", "predict.", "startup.", "memory.")
 
 
 # ------------------------------------------------------------------ loading
@@ -260,6 +260,25 @@ def print_startup(table):
     print()
 
 
+def print_memory(table):
+    over = table.get("memory.FitBudget.track_peak_over_budget", {})
+    mib = table.get("memory.FitBudget.track_peak_mib", {})
+    if not over:
+        return
+    print("### Peak memory of fit (mnist-shape, 60000 rows, one epoch, fresh process)\n")
+    print("Peak RSS above the warm process, against data + parameters + gradients + "
+          "optimiser state + one batch's activations and deltas + 64 MiB.\n")
+    print("| backend | dtype | peak above baseline | peak / budget |")
+    print("|---|---|---|---|")
+    for backend in ("numba", "numpy"):
+        for dtype in DTYPES:
+            r = over.get((backend, dtype))
+            m = mib.get((backend, dtype))
+            print(f"| {backend} | {dtype} | {'-' if m is None else f'{m:.0f} MiB'} | "
+                  f"{'-' if r is None else f'{r:.2f}'} |")
+    print()
+
+
 # -------------------------------------------------------------------- chart
 def plot(rows, path):
     import matplotlib
@@ -333,6 +352,7 @@ def main(argv=None):
         print("(no training or floor results yet)\n")
     print_predict(table)
     print_startup(table)
+    print_memory(table)
     if not args.no_plot and rows and plot(rows, args.png):
         print(f"Chart: `{args.png}`")
     return 0
