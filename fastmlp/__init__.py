@@ -3,16 +3,18 @@
     >>> from fastmlp import MLP
     >>> model = MLP(hidden=(64,), epochs=50).fit(X, y)
 
-``import fastmlp`` compiles nothing: numba compiles the kernels on first use
-(or in ``warmup()``) and caches them on disk.
+``import fastmlp`` loads and compiles nothing: the backend is imported on
+first use, and numba compiles the kernels on first use (or in ``warmup()``)
+and caches them on disk. The scikit-learn drop-in classes live in
+``fastmlp.sklearn``.
 """
 
 from . import kernels
 from .errors import ConvergenceWarning, DivergenceError, NotFittedError
-from .model import MLP
 from .io import ModelFileError, load, save
+from .model import MLP
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["MLP", "backend", "warmup", "show_config", "load", "save", "ConvergenceWarning",
            "DivergenceError", "ModelFileError", "NotFittedError", "__version__"]
 
@@ -23,22 +25,34 @@ def backend():
 
 
 def warmup(backend=None, verbose=False):
-    """Compile (or load from the cache) every kernel a fit and a predict need,
-    for float32 and float64, all activations, outputs and solvers."""
+    """Compile (or load from the cache) every kernel a fit and a predict of
+    dense data need, for float32 and float64, every activation, output and
+    solver."""
     import time
 
     import numpy as np
 
+    from .network import Network
+    from .kernels.api import work_size
+    from .kernels.codes import ACTIVATIONS, OUTPUTS, SOLVERS
+
     t0 = time.perf_counter()
+    kern = kernels.get(backend)
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((8, 3))
-    targets = {"classification": np.arange(8) % 2, "regression": rng.standard_normal(8)}
     for dtype in ("float32", "float64"):
-        for task, y in targets.items():
-            model = MLP((2,), batch_size=4, epochs=1, dtype=dtype, backend=backend,
-                        random_state=0, task=task)
-            model.partial_fit(X, y)
-            model.predict(X)
+        X = rng.standard_normal((8, 3)).astype(dtype)
+        sizes = np.array([3, 2, 2])
+        net = Network(sizes, "relu", "softmax", np.zeros(14, dtype=dtype), "adam")
+        y = np.arange(8) % 2
+        Y = np.zeros((0, 0), dtype=dtype)
+        w = np.empty(0)
+        work = np.empty(work_size(sizes, 4), dtype=dtype)
+        kern._epoch(X, y, Y, w, np.arange(8), net.params, net.grads, net.state1, net.state2,
+                    0, sizes, ACTIVATIONS["relu"], OUTPUTS["softmax"], SOLVERS["adam"], 1e-3,
+                    0.9, False, 0.9, 0.999, 1e-8, 1e-4, 4, work)
+        kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, ACTIVATIONS["relu"],
+                            OUTPUTS["softmax"], 1e-4, 4, work)
+        kern._predict(X, net.params, sizes, ACTIVATIONS["relu"], OUTPUTS["softmax"])
     if verbose:
         print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s")
 
@@ -57,20 +71,21 @@ def show_config(file=None):
     print(f"cores: {threads.cores()}", file=out)
     try:
         import numba
-
-        print(f"numba {numba.__version__}: threads {numba.get_num_threads()}, "
-              f"threading layer {numba.config.THREADING_LAYER!r}", file=out)
-        print(f"numba cache: {kernels.config.CACHE_DIR or os.environ.get('NUMBA_CACHE_DIR') or 'next to the kernels (__pycache__)'}",
-              file=out)
     except ImportError:
         print("numba: not installed", file=out)
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401
-        from threadpoolctl import threadpool_info
-
-        for lib in threadpool_info():
-            print(f"{lib.get('user_api')}: {lib.get('internal_api')} {lib.get('version')} "
-                  f"threads={lib.get('num_threads')} ({os.path.basename(lib.get('filepath', ''))})",
-                  file=out)
-    except ImportError:
-        pass
+    else:
+        core = kernels.get("numba")._core
+        cache = (getattr(getattr(core.train_epoch, "_cache", None), "cache_path", None)
+                 if core._CACHE else "off (no writable directory)")
+        print(f"numba {numba.__version__}: threading layer "
+              f"{numba.config.THREADING_LAYER!r}, cache {cache}", file=out)
+    for backend_name in ("numba", "numpy"):
+        try:
+            libs = threads.blas_libraries(backend_name)
+        except ImportError:
+            continue
+        for lib in libs:
+            info = lib.info()
+            print(f"{backend_name} BLAS: {info.get('internal_api')} {info.get('version')} "
+                  f"threads={info.get('num_threads')} "
+                  f"({os.path.basename(info.get('filepath', ''))})", file=out)

@@ -19,8 +19,8 @@ def _as_array(data, name):
     """np.asarray without surprises: ragged and exotic inputs are refused clearly."""
     if data is None:
         raise ValueError(f"{name} is None; pass an array-like")
-    if hasattr(data, "toarray") and hasattr(data, "nnz"):  # scipy.sparse
-        raise TypeError(f"{name} is a sparse matrix; fastmlp needs dense input "
+    if is_sparse(data):
+        raise TypeError(f"{name} is a sparse matrix; {name} must be dense "
                         f"(pass {name}.toarray())")
     if isinstance(data, np.ma.MaskedArray) and np.ma.is_masked(data):
         raise ValueError(f"{name} is a masked array with masked values; fill them first "
@@ -32,6 +32,45 @@ def _as_array(data, name):
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} is ragged or not array-like ({exc})") from None
     return arr
+
+
+def is_sparse(data):
+    """Whether ``data`` is a scipy.sparse matrix or array."""
+    return hasattr(data, "tocsr") and hasattr(data, "nnz")
+
+
+def check_sparse_X(X, dtype, n_features=None, name="X"):
+    """A scipy.sparse X as the kernels' CSR triple (data, indices, indptr), data
+    in ``dtype``: never densified. Refuses what ``check_X`` refuses."""
+    csr = X.tocsr()
+    if csr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples x features), got shape {csr.shape}")
+    if csr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples (shape {csr.shape})")
+    if csr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {csr.shape})")
+    if n_features is not None and csr.shape[1] != n_features:
+        raise ValueError(f"{name} has {csr.shape[1]} features, but the model was fitted "
+                         f"with {n_features}")
+    kind = csr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} holds complex numbers; fastmlp needs real-valued features")
+    if kind not in "biuf":
+        raise TypeError(f"{name} has dtype {csr.dtype}; fastmlp needs numeric features")
+    if kind == "f" and not np.isfinite(csr.data).all():
+        at = int(np.argmin(np.isfinite(csr.data)))
+        row = int(np.searchsorted(csr.indptr, at, side="right")) - 1
+        raise ValueError(f"{name} holds a non-finite value ({csr.data[at]}) at row {row}, "
+                         f"column {int(csr.indices[at])}; remove or impute NaN and inf first")
+    with np.errstate(over="ignore"):
+        data = np.ascontiguousarray(csr.data, dtype=dtype)
+    if not np.isfinite(data).all():
+        at = int(np.argmin(np.isfinite(data)))
+        row = int(np.searchsorted(csr.indptr, at, side="right")) - 1
+        raise ValueError(f"{name} value {csr.data[at]} at row {row}, column "
+                         f"{int(csr.indices[at])} is too large for {data.dtype}; scale the "
+                         "inputs or use dtype='float64'")
+    return data, np.ascontiguousarray(csr.indices), np.ascontiguousarray(csr.indptr)
 
 
 def _first_bad(mask):
@@ -207,6 +246,29 @@ def check_y(y, n_samples, classification):
     return arr.reshape(n_samples, -1)
 
 
+def check_sample_weight(sample_weight, n_samples):
+    """Per-row weights as float64 (an empty array for None: every row weighs 1).
+    They must be finite and >= 0, one per row, and not all 0."""
+    if sample_weight is None:
+        return np.empty(0, dtype=np.float64)
+    arr = _as_array(sample_weight, "sample_weight")
+    if arr.ndim == 0:
+        arr = np.full(n_samples, arr)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got dtype {arr.dtype}")
+    if arr.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per "
+                         f"row, got {arr.shape}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"sample_weight must be finite and >= 0; row {i} has {arr[i]}")
+    if not arr.any():
+        raise ValueError("sample_weight is 0 for every row: there is nothing to learn from")
+    return arr
+
+
 def _positive_int(value, name, allow_zero=False):
     ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     if not ok or value < (0 if allow_zero else 1):
@@ -224,6 +286,15 @@ def _number(value, name, low, high=np.inf, low_open=False):
         closing = ")" if high == np.inf else "]"
         raise ValueError(f"{name} must be a finite number in {opening}{low:g}, {high:g}{closing}, "
                          f"got {value!r}")
+    return float(value)
+
+
+def _fraction(value, name):
+    """A float in [0, 1)."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+          and 0 <= value < 1)
+    if not ok:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
 
 
@@ -252,7 +323,8 @@ def _dtype_name(value):
 
 def check_params(model):
     """Validate the hyper-parameters of an MLP; returns them normalised as a dict."""
-    from .kernels import ACTIVATIONS, BACKENDS, SOLVERS
+    from .kernels import ACTIVATIONS, BACKENDS
+    from .network import SOLVERS
 
     hidden = model.hidden
     if isinstance(hidden, numbers.Integral) and not isinstance(hidden, (bool, np.bool_)):
@@ -293,5 +365,6 @@ def check_params(model):
         batch_size=_positive_int(model.batch_size, "batch_size"),
         epochs=_positive_int(model.epochs, "epochs"),
         patience=_positive_int(model.patience, "patience"),
+        validation=_fraction(model.validation, "validation"),
         dtype=DTYPES[dtype],
     )

@@ -4,19 +4,21 @@
     >>> save(model, "model.npz")          # writes exactly "model.npz"
     >>> model = load("model.npz")
 
+This module only serialises: the model gives its state (``MLP._state()``:
+plain values and named arrays) and restores itself from it
+(``MLP._from_state``), which checks that the parts fit together.
+
 Loading never executes code from the file: it is read with
-``numpy.load(path, allow_pickle=False)``, the header is JSON, and every member
-is checked before a model is built from it. A round trip is bit-exact: the
-weights, the optimiser state (Adam moments or SGD velocity, step count) and the
-random generator's state come back as they were, so ``predict`` returns the
-same values and ``partial_fit`` continues exactly as the saved model would
-have.
+``numpy.load(path, allow_pickle=False)`` and the header is JSON. A round trip
+is bit-exact: the weights, the optimiser state (Adam moments or SGD velocity,
+step count) and the random generator's state come back as they were, so
+``predict`` returns the same values and ``partial_fit`` continues exactly as
+the saved model would have.
 
 Paths
 -----
 ``save(model, path)`` writes the file ``path`` itself: no suffix is added or
 required (unlike ``numpy.savez``, which appends ``.npz`` to a name without it).
-``save(model, "m")`` writes ``m`` and ``save(model, "m.npz")`` writes ``m.npz``;
 ``load`` reads exactly the path it is given. ``.npz`` is the conventional
 suffix. ``path`` is a ``str`` or ``os.PathLike``; ``save`` returns it as a
 ``str``.
@@ -30,67 +32,53 @@ cut) can leave the hidden temporary file behind, never a partial file under
 ``path``. An existing file keeps its permission bits; a new one gets
 ``0o666 & ~umask``. A symlink at ``path`` is replaced, not followed.
 
-File format, version 1
+File format, version 2
 ----------------------
 An uncompressed ZIP archive as written by ``numpy.savez`` (every member is an
-``.npy`` array; ``numpy.load(path, allow_pickle=False)`` reads it):
+``.npy`` array; ``numpy.load(path, allow_pickle=False)`` reads it). The zip's
+CRC-32 of every member catches a corrupted or truncated file; the model's own
+checks catch parts that do not fit together. Members:
 
-=================== ========================================================
-member              contents
-=================== ========================================================
-``__fastmlp__``     uint8, 1-D: the header, UTF-8 encoded JSON (below)
-``params``          float32 or float64, 1-D: every weight and bias in the
-                    kernels' layout ``[W0, b0, W1, b1, ...]`` (W row-major,
-                    ``(n_in, n_out)``); ``coefs_``/``intercepts_`` are views
-``sizes``           int64, 1-D: layer widths ``(n_features, *hidden, n_out)``
-``state1``          like ``params``: Adam's first moment or SGD's velocity
-``state2``          like ``params``: Adam's second moment. Absent when the
-                    solver keeps one state array (SGD), whose second state is
-                    the first one
-``loss_curve``      float64, 1-D: ``loss_curve_``
-``classes``         1-D, sorted ``classes_`` (present when the model has
-                    them): integers, floats, bools, unicode or bytes strings,
-                    datetimes. Labels that were an object array of ``str``
-                    are stored as unicode and turned back into an object array
-=================== ========================================================
+======================= ====================================================
+member                  contents
+======================= ====================================================
+``__fastmlp__``         uint8, 1-D: the header, UTF-8 encoded JSON (below)
+``params``              float32 or float64, 1-D: every weight and bias in the
+                        kernels' layout ``[W0, b0, W1, b1, ...]`` (W row-major,
+                        ``(n_in, n_out)``); ``coefs_``/``intercepts_`` are views
+``sizes``               int64, 1-D: layer widths ``(n_features, *hidden, n_out)``
+``state1``              like ``params``: SGD's velocity or Adam's first moment
+                        (absent for L-BFGS)
+``state2``              like ``params``: Adam's second moment (Adam only)
+``loss_curve``          float64, 1-D: ``loss_curve_`` (sgd and adam)
+``validation_scores``   float64, 1-D: ``validation_scores_`` (when fitted with
+                        a validation set)
+``classes``             1-D, sorted ``classes_`` (classifiers): integers,
+                        floats, bools, unicode or bytes strings, datetimes.
+                        Labels that were an object array of ``str`` are
+                        stored as unicode and turned back into an object array
+======================= ====================================================
 
-The header is a JSON object with the keys
-
-* ``format``: ``"fastmlp-mlp"``; ``version``: ``1`` (an integer);
-  ``fastmlp_version``, ``numpy_version``: the writer's, for information only.
-* ``params``: the hyper-parameters, ``MLP.get_params()``. JSON numbers,
-  strings, booleans and null stand for themselves; numpy scalars are stored as
-  the equal Python number. Tagged objects stand for other values:
-  ``{"__tuple__": [...]}`` a tuple, ``{"__float__": "nan"}`` a non-finite
-  float, ``{"__dtype__": "float32"}`` a NumPy dtype or scalar type,
-  ``{"__ndarray__": [...], "dtype": "<u4"}`` a small array,
-  ``{"__generator__": "model"}`` the model's own random generator (``random_state``
-  was a ``Generator``, which the model draws from), ``{"__generator__": {...}}``
-  another generator, by its ``bit_generator.state``.
-* ``state``: the learned state that is not an array: ``output`` (0 softmax
-  classification, 1 squared-error regression), ``dtype``, ``solver``, ``step``
-  (optimiser steps taken), ``n_iter``, ``n_features_in``, ``backend``,
-  ``y_1d`` (regression: whether ``predict`` returns 1-D; null when unset),
-  ``activation`` (the activation the weights were trained with, by name;
-  null when the model does not record it),
-  ``classes_object`` (``classes_`` was an object array of ``str``),
-  ``state2_is_state1`` (SGD: one state array) and ``rng``, the model's
-  ``numpy.random.Generator`` as its ``bit_generator.state`` (with the tags
-  above for arrays in it).
-* ``arrays``: for every array member, ``{"dtype": "<f4", "shape": [n],
-  "sha256": "..."}``; the digest is of the array's bytes in C order. Members
-  and entries must match one to one.
+The header is a JSON object with the keys ``format`` (``"fastmlp-mlp"``),
+``version`` (``2``), ``fastmlp_version`` and ``numpy_version`` (the writer's,
+for information), ``arrays`` (the member names, sorted), ``classes_object``
+(``classes_`` was an object array of ``str``) and ``values``: the model's
+state values (``MLP._state()``) as JSON. JSON numbers, strings, booleans and
+null stand for themselves; tagged objects stand for other values:
+``{"__tuple__": [...]}`` a tuple, ``{"__float__": "nan"}`` a non-finite
+float, ``{"__dtype__": "float32"}`` a NumPy dtype or scalar type,
+``{"__ndarray__": [...], "dtype": "<u4"}`` a small array,
+``{"__generator__": {...}}`` a ``numpy.random.Generator`` by its
+``bit_generator.state``, and ``{"__generator__": "model"}`` the model's own
+generator (``random_state`` was the Generator the model draws from).
 
 Version policy: ``version`` changes whenever a change to the members or the
 header would make an older reader misread a file or a newer reader misread an
 older file. A reader refuses versions it does not know (a newer file asks for a
 newer fastmlp), unknown members, and anything that does not pass its checks;
-the readers of later versions keep reading every earlier version. Adding a
-hyper-parameter with a default to ``MLP`` needs no new version: a file without
-it gets the default; a file with a hyper-parameter this fastmlp does not know is
-refused. New learned state in ``MLP`` needs a new entry here (and a new version
-when older files cannot supply it); ``tests/test_save_load.py`` compares every
-attribute of a fitted model with its loaded copy, so a forgotten one fails.
+readers keep reading every earlier version (version 1 files, written by
+fastmlp 0.1, load as they were saved). Adding a hyper-parameter with a
+default needs no new version: a file without it gets the default.
 
 Errors
 ------
@@ -103,7 +91,6 @@ model file of a known version: a non-zip file, a truncated or corrupted file,
 a foreign ``.npz``, a file with a pickled object array, a newer version.
 """
 
-import hashlib
 import json
 import numbers
 import os
@@ -114,23 +101,22 @@ import tempfile
 import numpy as np
 
 from .errors import NotFittedError
-from .kernels import ACTIVATIONS, BACKENDS, OUTPUTS, SOLVERS, n_params
-from .net import views
 
 __all__ = ["save", "load", "ModelFileError", "FORMAT", "VERSION"]
 
 #: The ``format`` entry of the header.
 FORMAT = "fastmlp-mlp"
 #: The version this module writes; it reads every version in ``READABLE``.
-VERSION = 1
-READABLE = (1,)
+VERSION = 2
+READABLE = (1, 2)
 
 _HEADER = "__fastmlp__"
-_REQUIRED = ("params", "sizes", "state1", "loss_curve")
-_OPTIONAL = ("state2", "classes")
 _ZIP_MAGIC = b"PK\x03\x04"
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _LABEL_KINDS = "biufUSmM"
+#: Members a version 2 file may hold.
+_MEMBERS = ("params", "sizes", "state1", "state2", "loss_curve", "validation_scores",
+            "classes")
 
 
 class ModelFileError(ValueError):
@@ -150,90 +136,35 @@ def save(model, path):
 
     if not isinstance(model, MLP):
         raise TypeError(f"save needs a fastmlp MLP, got {type(model).__name__}")
-    if not hasattr(model, "_params"):
+    if "_net" not in model.__dict__:
         raise NotFittedError("this MLP is not fitted yet: call fit or partial_fit before save")
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    members = _pack(model)
-    _write_atomic(path, members)
+    _write_atomic(path, _pack(*model._state()))
     return path
 
 
-def _pack(model):
+def _pack(values, arrays):
     """The archive's members: the header (as uint8) and the arrays."""
-    params = _flat(model._params, "params")
-    dtype = np.dtype(model._dtype)
-    if params.dtype != dtype or dtype.name not in ("float32", "float64"):
-        raise TypeError(f"model parameters have dtype {params.dtype}, expected {dtype}")
-    shared = model._state2 is model._state1
-    arrays = {
-        "params": params,
-        "sizes": np.ascontiguousarray(model._sizes, dtype=np.int64),
-        "state1": _flat(model._state1, "state1"),
-        "loss_curve": np.asarray(model.loss_curve_, dtype=np.float64).reshape(-1),
-    }
-    if not shared:
-        arrays["state2"] = _flat(model._state2, "state2")
+    arrays = dict(arrays)
     classes_object = False
-    if hasattr(model, "classes_"):
-        arrays["classes"], classes_object = _pack_classes(model.classes_)
-    for name in ("state1", "state2"):
-        if name in arrays and (arrays[name].dtype != dtype or arrays[name].shape != params.shape):
-            raise TypeError(f"optimiser state {name} has dtype {arrays[name].dtype} and shape "
-                            f"{arrays[name].shape}; expected {dtype} and {params.shape}")
-    rng = model._rng
-    state = {
-        "output": int(model._output),
-        "dtype": dtype.name,
-        "solver": str(model._solver),
-        "step": int(model._step),
-        "n_iter": int(model.n_iter_),
-        "n_features_in": int(model.n_features_in_),
-        "backend": str(model.backend_),
-        "y_1d": bool(model._y_1d) if hasattr(model, "_y_1d") else None,
-        "activation": _activation_name(model),
-        "classes_object": classes_object,
-        "state2_is_state1": shared,
-        "rng": _encode(rng.bit_generator.state, "the random generator's state"),
-    }
-    hyper = {}
-    for name, value in model.get_params().items():
-        if isinstance(value, np.random.Generator):
-            hyper[name] = {"__generator__": "model" if value is rng else
-                           _encode(value.bit_generator.state, name)}
-        else:
-            hyper[name] = _encode(value, name)
+    if "classes" in arrays:
+        arrays["classes"], classes_object = _pack_classes(arrays["classes"])
+    rng = values.get("rng")
     header = {
         "format": FORMAT,
         "version": VERSION,
         "fastmlp_version": getattr(sys.modules.get("fastmlp"), "__version__", None),
         "numpy_version": np.__version__,
-        "params": hyper,
-        "state": state,
-        "arrays": {name: _describe(arr) for name, arr in arrays.items()},
+        "arrays": sorted(arrays),
+        "classes_object": classes_object,
+        "values": {key: _encode(value, key, rng) for key, value in values.items()},
     }
     text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
     members = {_HEADER: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
-    members.update(arrays)
+    members.update({name: np.ascontiguousarray(arr) for name, arr in arrays.items()})
     return members
-
-
-def _activation_name(model):
-    """The activation the model was fitted with (its ``_act`` code), by name."""
-    if not hasattr(model, "_act"):
-        return None
-    names = {int(code): name for name, code in ACTIVATIONS.items()}
-    if int(model._act) not in names:
-        raise TypeError(f"model attribute _act={model._act!r} is not an activation code")
-    return names[int(model._act)]
-
-
-def _flat(arr, name):
-    arr = np.asarray(arr)
-    if arr.ndim != 1:
-        raise TypeError(f"model attribute {name} is not a flat vector (shape {arr.shape})")
-    return np.ascontiguousarray(arr)
 
 
 def _pack_classes(classes):
@@ -259,16 +190,8 @@ def _pack_classes(classes):
                     "and string labels can be stored without pickle")
 
 
-def _describe(arr):
-    return {"dtype": arr.dtype.str, "shape": list(arr.shape), "sha256": _digest(arr)}
-
-
-def _digest(arr):
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-def _encode(value, name):
-    """A JSON-ready form of a hyper-parameter (or RNG state); tags as documented."""
+def _encode(value, name, rng=None):
+    """A JSON-ready form of a state value (tags as documented)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, np.bool_):
@@ -279,12 +202,17 @@ def _encode(value, name):
         value = float(value)
         return value if np.isfinite(value) else {"__float__": repr(value)}
     if isinstance(value, tuple):
-        return {"__tuple__": [_encode(v, name) for v in value]}
+        return {"__tuple__": [_encode(v, name, rng) for v in value]}
     if isinstance(value, list):
-        return [_encode(v, name) for v in value]
+        return [_encode(v, name, rng) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) and not k.startswith("__")
                                        for k in value):
-        return {k: _encode(v, name) for k, v in value.items()}
+        return {k: _encode(v, name if name != "hyper_parameters" else k, rng)
+                for k, v in value.items()}
+    if isinstance(value, np.random.Generator):
+        if value is rng and name != "rng":
+            return {"__generator__": "model"}
+        return {"__generator__": _encode(value.bit_generator.state, name)}
     if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
         return {"__dtype__": np.dtype(value).name, "type": not isinstance(value, np.dtype)}
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
@@ -366,7 +294,12 @@ def load(path, *, cls=None):
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     header, arrays = _read(path)
-    return _build(header, arrays, path, cls)
+    values, arrays = (_from_version_1 if header["version"] == 1 else _from_version_2)(
+        header, arrays, path)
+    try:
+        return cls._from_state(values, arrays)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(path, f"invalid model: {exc}") from None
 
 
 def _fail(path, message):
@@ -391,29 +324,23 @@ def _read(path):
             raise _fail(path, f"not a readable fastmlp model file: the archive is truncated or "
                               f"corrupted ({type(exc).__name__}: {exc})") from exc
         with npz:
-            return _read_archive(npz, path)
-
-
-def _read_archive(npz, path):
-    names = set(npz.files)
-    if _HEADER not in names:
-        listed = ", ".join(sorted(names)[:8]) or "nothing"
-        raise _fail(path, f"a zip (.npz) archive but not a fastmlp model file: it has no "
-                          f"{_HEADER!r} header (it holds {listed})")
-    header = _read_header(npz, path)
-    described = header["arrays"]
-    unknown = names - set(described) - {_HEADER}
-    missing = set(described) - names
-    if unknown or missing:
-        parts = ([f"unexpected members {sorted(unknown)}"] if unknown else []) + (
-            [f"missing members {sorted(missing)}"] if missing else [])
-        raise _fail(path, "the archive does not match its header: " + "; ".join(parts))
-    arrays = {name: _read_member(npz, name, described[name], path) for name in described}
-    return header, arrays
+            names = set(npz.files)
+            if _HEADER not in names:
+                listed = ", ".join(sorted(names)[:8]) or "nothing"
+                raise _fail(path, f"a zip (.npz) archive but not a fastmlp model file: it has "
+                                  f"no {_HEADER!r} header (it holds {listed})")
+            header = _read_header(npz, path)
+            listed = set(header["arrays"])
+            unknown, missing = names - listed - {_HEADER}, listed - names
+            if unknown or missing:
+                parts = ([f"unexpected members {sorted(unknown)}"] if unknown else []) + (
+                    [f"missing members {sorted(missing)}"] if missing else [])
+                raise _fail(path, "the archive does not match its header: " + "; ".join(parts))
+            return header, {name: _read_member(npz, name, path) for name in sorted(listed)}
 
 
 def _read_header(npz, path):
-    raw = _read_member(npz, _HEADER, None, path)
+    raw = _read_member(npz, _HEADER, path)
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _fail(path, f"the header is not a 1-D uint8 array (dtype {raw.dtype}, "
                           f"shape {raw.shape})")
@@ -431,25 +358,21 @@ def _read_header(npz, path):
     if version not in READABLE:
         newer = version > max(READABLE)
         raise _fail(path, f"fastmlp model file format version {version} is not supported: this "
-                          f"fastmlp reads version{'s' if len(READABLE) > 1 else ''} "
-                          f"{', '.join(map(str, READABLE))}"
+                          f"fastmlp reads versions {', '.join(map(str, READABLE))}"
                           + ("; upgrade fastmlp to load it" if newer else ""))
-    for key, kind in (("params", dict), ("state", dict), ("arrays", dict)):
-        if not isinstance(header.get(key), kind):
+    arrays = header.get("arrays")
+    if version == 1:  # a dict of descriptions, keyed by member name
+        arrays = list(arrays) if isinstance(arrays, dict) else None
+    if not (isinstance(arrays, list) and all(isinstance(a, str) for a in arrays)):
+        raise _fail(path, "the header has no valid 'arrays' entry")
+    header["arrays"] = arrays
+    for key in ("values",) if version == 2 else ("params", "state"):
+        if not isinstance(header.get(key), dict):
             raise _fail(path, f"the header has no valid {key!r} entry")
-    names = set(header["arrays"])
-    bad = [n for n in names if n not in _REQUIRED + _OPTIONAL]
-    if bad or not set(_REQUIRED) <= names:
-        raise _fail(path, f"the header lists arrays {sorted(names)}; version {version} has "
-                          f"{', '.join(_REQUIRED)} and optionally {', '.join(_OPTIONAL)}")
-    for name, desc in header["arrays"].items():
-        if not (isinstance(desc, dict) and isinstance(desc.get("dtype"), str)
-                and isinstance(desc.get("shape"), list) and isinstance(desc.get("sha256"), str)):
-            raise _fail(path, f"the header's description of array {name!r} is invalid")
     return header
 
 
-def _read_member(npz, name, desc, path):
+def _read_member(npz, name, path):
     try:
         arr = npz[name]
     except ValueError as exc:
@@ -463,12 +386,84 @@ def _read_member(npz, name, desc, path):
                           f"({type(exc).__name__}: {exc})") from exc
     if not isinstance(arr, np.ndarray) or arr.dtype.hasobject:
         raise _fail(path, f"member {name!r} is not a plain array")
-    if desc is not None:
-        if (arr.dtype.str != desc["dtype"] or list(arr.shape) != desc["shape"]
-                or _digest(arr) != desc["sha256"]):
-            raise _fail(path, f"member {name!r} does not match its checksum, dtype or shape in "
-                              "the header: the file is corrupted")
     return arr
+
+
+def _from_version_2(header, arrays, path):
+    """(values, arrays) of a version 2 file for ``MLP._from_state``."""
+    unknown = sorted(set(arrays) - set(_MEMBERS))
+    if unknown:
+        raise _fail(path, f"version 2 files have no members {unknown}")
+    encoded = header["values"]
+    rng = _decode(encoded.get("rng"), path)
+    if not isinstance(rng, np.random.Generator):
+        raise _fail(path, "invalid model: the random generator's state is missing")
+    values = {key: _decode(value, path, rng) for key, value in encoded.items()}
+    if not isinstance(values.get("hyper_parameters"), dict):
+        raise _fail(path, "invalid model: no hyper-parameters")
+    arrays["classes"] = _classes(arrays.get("classes"), header.get("classes_object"), path)
+    return values, arrays
+
+
+def _from_version_1(header, arrays, path):
+    """(values, arrays) of a version 1 file (fastmlp 0.1) in today's terms."""
+    state = header["state"]
+    unknown = sorted(set(arrays) - {"params", "sizes", "state1", "state2", "loss_curve",
+                                    "classes"})
+    if unknown:
+        raise _fail(path, f"version 1 files have no members {unknown}")
+    rng = _decode(state.get("rng"), path)
+    outputs = {0: "softmax", 1: "squared"}
+    output = state.get("output")
+    if isinstance(output, bool) or output not in outputs:
+        raise _fail(path, f"invalid model: output {output!r}")
+    hyper = {k: _decode(v, path, rng) for k, v in header["params"].items()}
+    curve = arrays.get("loss_curve")
+    n_iter = state.get("n_iter")
+    if curve is None or curve.ndim != 1 or curve.shape[0] != n_iter:
+        raise _fail(path, f"invalid model: loss_curve has shape "
+                          f"{None if curve is None else curve.shape} for n_iter {n_iter}")
+    solver = state.get("solver")
+    if solver not in ("sgd", "adam"):
+        raise _fail(path, f"invalid model: solver {solver!r}")
+    network = {"activation": state.get("activation") or hyper.get("activation"),
+               "output": outputs[output], "solver": solver, "step": state.get("step"),
+               "dtype": state.get("dtype")}
+    if state.get("state2_is_state1"):
+        arrays.pop("state2", None)
+    values = {
+        "hyper_parameters": hyper,
+        "network": network,
+        "backend": state.get("backend"),
+        "rng": rng,
+        "n_iter": n_iter,
+        "t": 0,  # not recorded by version 1
+        "n_features_in": state.get("n_features_in"),
+        "y_1d": state.get("y_1d"),
+        "loss": float(curve[-1]) if curve.size else None,
+        "best_loss": float(curve.min()) if curve.size else float("inf"),
+        "no_improvement_count": 0,
+        "best_validation_score": None,
+    }
+    arrays["classes"] = _classes(arrays.get("classes"), state.get("classes_object"), path)
+    return values, arrays
+
+
+def _classes(classes, stored_as_unicode, path):
+    if classes is None:
+        return None
+    if classes.ndim != 1 or classes.dtype.kind not in _LABEL_KINDS:
+        raise _fail(path, f"invalid model: classes of dtype {classes.dtype} and shape "
+                          f"{classes.shape}")
+    if stored_as_unicode:
+        if classes.dtype.kind != "U":
+            raise _fail(path, "invalid model: object labels stored as non-unicode")
+        classes = classes.astype(object)
+    else:
+        classes = np.array(classes, dtype=classes.dtype.newbyteorder("="))
+    if classes.size >= 2 and not bool(np.all(classes[1:] > classes[:-1])):
+        raise _fail(path, "invalid model: classes are not sorted and unique")
+    return classes
 
 
 def _decode(value, path, rng=None):
@@ -511,107 +506,3 @@ def _generator(state, path):
     except (TypeError, ValueError, KeyError) as exc:
         raise _fail(path, f"invalid state of the {name} random generator ({exc})") from None
     return np.random.Generator(bit_generator)
-
-
-def _one_of(value, allowed):
-    return isinstance(value, str) and value in allowed
-
-
-def _build(header, arrays, path, cls):
-    state = header["state"]
-
-    def need(ok, message):
-        if not ok:
-            raise _fail(path, f"invalid model: {message}")
-
-    def integer(key, low=0):
-        value = state.get(key)
-        need(isinstance(value, int) and not isinstance(value, bool) and value >= low,
-             f"state {key!r} must be an integer >= {low}, got {value!r}")
-        return value
-
-    dtype_name = state.get("dtype")
-    need(dtype_name in ("float32", "float64"), f"dtype {dtype_name!r}")
-    dtype = np.dtype(dtype_name)
-    output = state.get("output")
-    need(output in OUTPUTS.values() and not isinstance(output, bool), f"output {output!r}")
-    need(_one_of(state.get("solver"), SOLVERS), f"solver {state.get('solver')!r}")
-    need(_one_of(state.get("backend"), BACKENDS), f"backend {state.get('backend')!r}")
-    need(state.get("y_1d") in (None, True, False), f"y_1d {state.get('y_1d')!r}")
-    need(isinstance(state.get("classes_object"), bool), "classes_object")
-    act = state.get("activation")
-    need(act is None or _one_of(act, ACTIVATIONS), f"fitted activation {act!r}")
-    shared = state.get("state2_is_state1")
-    need(isinstance(shared, bool), "state2_is_state1")
-    need(shared == ("state2" not in arrays), "state2 present although shared, or missing")
-    step, n_iter, n_features = integer("step"), integer("n_iter"), integer("n_features_in", 1)
-
-    sizes = arrays["sizes"]
-    need(sizes.ndim == 1 and sizes.size >= 2 and sizes.dtype.kind in "iu"
-         and bool(np.all(sizes >= 1)), f"layer sizes {sizes.tolist()}")
-    sizes = np.ascontiguousarray(sizes, dtype=np.int64)
-    need(int(sizes[0]) == n_features, f"{n_features} features but the first layer has "
-                                      f"{int(sizes[0])} inputs")
-
-    def weights(name):
-        arr = arrays[name]
-        need(arr.ndim == 1 and arr.dtype.kind == "f" and arr.dtype.itemsize == dtype.itemsize,
-             f"{name} has dtype {arr.dtype} and shape {arr.shape}, expected {dtype} 1-D")
-        need(arr.size == n_params(sizes), f"{name} has {arr.size} values; layers "
-                                          f"{sizes.tolist()} have {n_params(sizes)}")
-        return np.array(arr, dtype=dtype, order="C")  # a writable, native-order copy
-
-    params = weights("params")
-    state1 = weights("state1")
-    state2 = state1 if shared else weights("state2")
-    curve = arrays["loss_curve"]
-    need(curve.ndim == 1 and curve.dtype == np.float64 and curve.size == n_iter,
-         f"loss_curve has shape {curve.shape} for n_iter {n_iter}")
-
-    classes = arrays.get("classes")
-    if classes is not None:
-        need(classes.ndim == 1 and classes.dtype.kind in _LABEL_KINDS,
-             f"classes of dtype {classes.dtype} and shape {classes.shape}")
-        if state["classes_object"]:
-            need(classes.dtype.kind == "U", "object labels stored as non-unicode")
-            classes = classes.astype(object)
-        else:
-            classes = np.array(classes, dtype=classes.dtype.newbyteorder("="))
-        need(classes.size < 2 or bool(np.all(classes[1:] > classes[:-1])),
-             "classes are not sorted and unique")
-    if output == OUTPUTS["softmax"]:
-        need(classes is not None and classes.size == int(sizes[-1]) and classes.size >= 2,
-             f"a classifier with {int(sizes[-1])} outputs needs as many classes")
-
-    rng = _generator(_decode(state.get("rng"), path), path)
-    hyper = _decode(header["params"], path, rng)
-    need(_one_of(hyper.get("activation"), ACTIVATIONS), f"activation {hyper.get('activation')!r}")
-    try:
-        model = cls(**hyper)
-    except TypeError as exc:
-        raise _fail(path, f"the file's hyper-parameters do not fit this fastmlp's MLP ({exc}); "
-                          "it was written by a different fastmlp version") from None
-
-    if classes is not None:
-        model.classes_ = classes
-    model._output = output
-    model._sizes = sizes
-    model._dtype = dtype
-    model._rng = rng
-    model._params = params
-    model._grads = np.zeros_like(params)
-    model._state1 = state1
-    model._state2 = state2
-    model._solver = state["solver"]
-    model._step = step
-    model._work = None
-    model.coefs_, model.intercepts_ = views(params, sizes)
-    model.n_features_in_ = n_features
-    model.loss_curve_ = [float(v) for v in curve]
-    model.n_iter_ = n_iter
-    model.backend_ = state["backend"]
-    if state["y_1d"] is not None:
-        model._y_1d = state["y_1d"]
-    if act is not None:
-        model._act = ACTIVATIONS[act]
-    return model

@@ -5,19 +5,28 @@ import warnings
 
 import numpy as np
 
-from . import checks, kernels, threads
-from .errors import ConvergenceWarning, DivergenceError, NotFittedError
-from .kernels import ACTIVATIONS, OUTPUTS, SOLVERS, n_params
-from .net import init_params, views
+from . import checks
+from .engine import Data, Engine, Settings
+from .errors import ConvergenceWarning
+from .kernels.api import n_rows
+from .network import STOCHASTIC, init_params
+
+#: ``task='auto'`` warns when integer labels have more distinct values than this
+#: (they may be a quantity) or float targets that are all whole numbers have at
+#: most this many (they may be class labels).
+MANY_CLASSES = 20
 
 
-class MLP:
-    """A multilayer perceptron trained by minibatch SGD or Adam.
+class MLP(Engine):
+    """A multilayer perceptron trained by minibatch SGD, Adam or L-BFGS.
 
     The task follows ``y`` unless ``task`` forces it: integer, bool, string or
     object labels mean classification (softmax output, cross-entropy loss,
     ``predict`` returns the original labels); floating-point targets, 1-D or
-    2-D, mean regression (identity output, squared error).
+    2-D, mean regression (identity output, squared error). With
+    ``task='auto'`` a warning says which ``task=`` to pass when ``y`` looks
+    like the other kind: float targets that are all whole numbers with few
+    distinct values, or integer labels with many.
 
     Parameters
     ----------
@@ -25,39 +34,52 @@ class MLP:
         Widths of the hidden layers.
     activation : {'relu', 'tanh', 'sigmoid', 'identity'}
         Activation of the hidden layers.
-    solver : {'adam', 'sgd'}
+    solver : {'adam', 'sgd', 'lbfgs'}
+        'lbfgs' (full batch, scipy's L-BFGS-B) runs to convergence in ``fit``;
+        it has no ``partial_fit``.
     lr : float
-        Learning rate (> 0).
+        Learning rate (> 0) of sgd and adam.
     momentum, nesterov : float in [0, 1], bool
         SGD momentum and whether it is Nesterov's.
     batch_size : int
         Rows per minibatch; clipped to the number of rows.
     epochs : int
-        Most passes over the data in ``fit``.
+        Most passes over the data in ``fit`` (iterations for lbfgs).
     l2 : float
         L2 penalty on the weights (not the biases), scaled like scikit-learn's alpha.
     tol, patience : float, int
-        ``fit`` stops once the loss has not fallen by ``tol`` for ``patience`` epochs.
+        ``fit`` stops once more than ``patience`` epochs in a row improved the
+        best loss (or validation score) by less than ``tol``. For lbfgs,
+        ``tol`` is the gradient tolerance.
+    validation : float in [0, 1)
+        Fraction of the rows ``fit`` holds out (stratified for classification)
+        to score after every epoch; training then stops on the validation
+        score and keeps the weights of the best-scoring epoch. 0: none.
     shuffle : bool
         Shuffle the rows every epoch.
     dtype : {'float32', 'float64'}
         Precision of the weights and of all arithmetic but the loss sums (float64).
     random_state : None, int or numpy Generator
-        Source of the initial weights and the shuffles.
+        Source of the initial weights, the validation split and the shuffles.
     verbose : bool
-        Print the loss and time of every epoch.
+        Print the loss (and validation score) and time of every epoch.
     backend : None, 'numba' or 'numpy'
         Kernels to use; None means the process-wide choice (``FASTMLP_BACKEND``).
     task : {'auto', 'classification', 'regression'}
         Override the rule above.
     n_threads : None or int
-        Threads for the kernels and BLAS; None lets fastmlp choose.
+        Threads for the kernels and BLAS during this model's calls; None lets
+        them use every core.
 
     Attributes (after ``fit``)
     --------------------------
-    coefs_, intercepts_ : lists of arrays, the weights (n_in, n_out) and biases per layer
-    loss_curve_ : list of float, the mean training loss of every epoch
-    n_iter_ : int, epochs run
+    coefs_, intercepts_ : lists of arrays, the weights (n_in, n_out) and biases
+        per layer; views into the network (assigning ``coefs_[i] = W`` writes it)
+    loss_, loss_curve_ : the last epoch's mean training loss, and every epoch's
+    best_loss_ : the lowest loss (None with a validation set)
+    validation_scores_, best_validation_score_ : accuracy or R^2 on the held-out
+        rows per epoch, and the best (None without a validation set)
+    n_iter_ : int, epochs run (all calls together); t_ : rows trained on
     classes_ : array of the labels (classification only)
     n_features_in_ : int
     backend_ : str, the backend that trained the model
@@ -65,8 +87,8 @@ class MLP:
 
     def __init__(self, hidden=(100,), activation="relu", *, solver="adam", lr=1e-3,
                  momentum=0.9, nesterov=False, batch_size=200, epochs=200, l2=1e-4, tol=1e-4,
-                 patience=10, shuffle=True, dtype="float32", random_state=None, verbose=False,
-                 backend=None, task="auto", n_threads=None):
+                 patience=10, validation=0.0, shuffle=True, dtype="float32", random_state=None,
+                 verbose=False, backend=None, task="auto", n_threads=None):
         self.hidden = hidden
         self.activation = activation
         self.solver = solver
@@ -78,6 +100,7 @@ class MLP:
         self.l2 = l2
         self.tol = tol
         self.patience = patience
+        self.validation = validation
         self.shuffle = shuffle
         self.dtype = dtype
         self.random_state = random_state
@@ -86,88 +109,137 @@ class MLP:
         self.task = task
         self.n_threads = n_threads
 
-    # ------------------------------------------------------------- helpers
-    def get_params(self):
-        """The constructor's arguments as a dict."""
-        return {name: getattr(self, name) for name in _PARAM_NAMES}
+    # ------------------------------------------------- estimator protocol
+    def get_params(self, deep=True):
+        """The constructor's arguments as a dict (``deep`` is accepted for
+        scikit-learn's protocol; MLP holds no nested estimators)."""
+        return {name: getattr(self, name) for name in PARAM_NAMES}
 
     def set_params(self, **params):
+        """Set constructor arguments by name; returns self. A change of the
+        network's layout, solver or dtype takes effect at the next ``fit``
+        (``partial_fit`` refuses it)."""
+        for name in params:
+            if name not in PARAM_NAMES:
+                raise ValueError(f"unknown parameter {name!r} for MLP; valid parameters: "
+                                 f"{', '.join(PARAM_NAMES)}")
         for name, value in params.items():
-            if name not in _PARAM_NAMES:
-                raise ValueError(f"unknown parameter {name!r}; valid: {', '.join(_PARAM_NAMES)}")
             setattr(self, name, value)
         return self
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
+
+        kind = {"classification": "classifier", "regression": "regressor"}.get(self.task)
+        return Tags(estimator_type=kind, target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags() if kind == "classifier" else None,
+                    regressor_tags=RegressorTags() if kind == "regressor" else None,
+                    input_tags=InputTags(sparse=True))
 
     def __repr__(self):
         defaults = MLP().get_params()
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults[k])]
         return f"MLP({', '.join(changed)})"
 
-    def _fitted(self):
-        if not hasattr(self, "_params"):
-            raise NotFittedError("this MLP is not fitted yet: call fit or partial_fit first")
-
-    def _backend_module(self):
-        return kernels.get(self.backend) if self.backend is not None else kernels.get(kernels.BACKEND)
-
     # ------------------------------------------------------------ training
-    def fit(self, X, y):
-        """Train from fresh weights for up to ``epochs`` epochs. Returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Train from fresh weights until the stopping rule or ``epochs``. Returns self."""
         hp = checks.check_params(self)
-        X, target = self._prepare(X, y, hp, classes=None, first=True)
-        self._start(X.shape[1], target, hp)
-        best, stall = np.inf, 0
-        with threads.limits(self.n_threads, self.backend_):
-            for _ in range(hp["epochs"]):
-                loss = self._epoch(X, target, hp)
-                stall = stall + 1 if loss > best - hp["tol"] else 0
-                best = min(best, loss)
-                if stall >= hp["patience"]:
-                    break
-        if stall >= hp["patience"]:
-            if self.verbose:
-                print(f"converged: the loss improved less than tol={self.tol} "
-                      f"for {self.patience} epochs")
+        task = self.task if self.task != "auto" else _auto_task(y)
+        data, targets, labels, y_1d = self._prepare(X, y, sample_weight, hp, task, None)
+        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
+               else np.random.default_rng(self.random_state))
+        sizes = _sizes(data, hp, labels)
+        params = init_params(sizes, self.activation, rng, hp["dtype"])
+        validation = None
+        if hp["validation"] > 0 and self.solver in STOCHASTIC:
+            data, validation = _hold_out(data, targets, labels is not None, hp["validation"],
+                                         rng)
+        self._rng = rng
+        self._start(sizes, self.activation, "softmax" if labels is not None else "squared",
+                    params, self.solver, self.backend, early_stopping=validation is not None)
+        self._set_targets(data, labels, y_1d)
+        s = self._settings(hp)
+        if self.solver == "lbfgs":
+            result = self._train_lbfgs(data, s)
+            self.n_iter_ = int(result.nit)
+            if result.status == 1:
+                self._not_converged(s)
         else:
-            warnings.warn(
-                f"MLP stopped after epochs={hp['epochs']} while the loss was still improving "
-                f"by more than tol={self.tol}; raise epochs or lr for a converged model",
-                ConvergenceWarning, stacklevel=2)
-        self._work = None
+            self._train(data, s, validation)
         return self
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), keeping weights and optimiser state. Returns self.
 
         On the first call ``classes`` lists every label training will see
         (default: the labels of this first y).
         """
         hp = checks.check_params(self)
-        first = not hasattr(self, "_params")
-        X, target = self._prepare(X, y, hp, classes=classes, first=first)
+        if self.solver not in STOCHASTIC:
+            raise ValueError(f"partial_fit needs a stochastic solver (sgd or adam), not "
+                             f"solver={self.solver!r}")
+        first = "_net" not in self.__dict__
         if first:
-            self._start(X.shape[1], target, hp)
-        with threads.limits(self.n_threads, self.backend_):
-            self._epoch(X, target, hp)
+            task = self.task if self.task != "auto" else _auto_task(y)
+        else:
+            task = "classification" if self._net.output == "softmax" else "regression"
+            self._check_layout(_sizes_like(self._net, hp), self.activation, self._net.output,
+                               self.solver, hp["dtype"])
+        data, _, labels, y_1d = self._prepare(X, y, sample_weight, hp, task, classes, first)
+        if first:
+            rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
+                   else np.random.default_rng(self.random_state))
+            sizes = _sizes(data, hp, labels)
+            params = init_params(sizes, self.activation, rng, hp["dtype"])
+            self._rng = rng
+            self._start(sizes, self.activation, "softmax" if labels is not None else "squared",
+                        params, self.solver, self.backend)
+            self._set_targets(data, labels, y_1d)
+        self._train(data, self._settings(hp), incremental=True)
         return self
 
-    def _prepare(self, X, y, hp, classes, first):
-        if first:
-            Xc = checks.check_X(X, hp["dtype"])
-            task = self.task
-            classify = checks.is_classification(y) if task == "auto" else task == "classification"
+    def _settings(self, hp):
+        return Settings(solver=self.solver, lr=hp["lr"], alpha=hp["l2"],
+                        batch_size=hp["batch_size"], max_iter=hp["epochs"], tol=hp["tol"],
+                        n_iter_no_change=hp["patience"], momentum=hp["momentum"],
+                        nesterov=bool(self.nesterov), n_threads=self.n_threads)
+
+    def _set_targets(self, data, labels, y_1d):
+        self.n_features_in_ = int(self._net.sizes[0])
+        if labels is not None:
+            self.classes_ = labels
         else:
-            Xc = checks.check_X(X, self._dtype, self.n_features_in_)
-            classify = self._output == OUTPUTS["softmax"]
-        yc = checks.check_y(y, Xc.shape[0], classify)
+            self.__dict__.pop("classes_", None)
+            self._y_1d = y_1d
+
+    def _prepare(self, X, y, sample_weight, hp, task, classes, first=True):
+        """(Data for the kernels, y as checked, the labels or None, whether a
+        regression y is 1-D), or a ValueError/TypeError before anything changes.
+        ``first``: a fresh network (else the fitted one's dtype, features,
+        outputs and classes apply)."""
+        dtype = hp["dtype"] if first else self._net.dtype
+        n_features = None if first else self.n_features_in_
+        if checks.is_sparse(X):
+            Xk = checks.check_sparse_X(X, dtype, n_features)
+            width = X.shape[1]
+        else:
+            Xk = checks.check_X(X, dtype, n_features)
+            width = Xk.shape[1]
+        n = n_rows(Xk)
+        classify = task == "classification"
+        yc = checks.check_y(y, n, classify)
+        w = checks.check_sample_weight(sample_weight, n)
         if not classify:
-            if not first and yc.shape[1] != self._sizes[-1]:
+            if not first and yc.shape[1] != self._net.sizes[-1]:
                 raise ValueError(f"y has {yc.shape[1]} target columns; the model was fitted "
-                                 f"with {self._sizes[-1]}")
-            self._y_1d = np.ndim(y) == 1 if first else self._y_1d
-            return Xc, yc.astype(Xc.dtype)
+                                 f"with {int(self._net.sizes[-1])}")
+            y_1d = np.ndim(y) == 1 if first else self._y_1d
+            return (Data(Xk, Y=np.ascontiguousarray(yc, dtype=dtype), w=w, n_features=width),
+                    yc, None, y_1d)
         if first:
-            labels = np.unique(yc) if classes is None else np.unique(checks._as_array(classes, "classes"))
+            labels = (np.unique(yc) if classes is None
+                      else np.unique(checks._as_array(classes, "classes")))
             if labels.shape[0] < 2:
                 raise ValueError(f"classification needs at least 2 classes, y has only "
                                  f"{labels.tolist()}")
@@ -178,131 +250,86 @@ class MLP:
                 raise ValueError(f"classes={np.asarray(classes).tolist()} differs from the "
                                  f"classes_ {labels.tolist()} the model was started with")
         codes = _encode(yc, labels)
-        self.classes_ = labels  # only once y is known to be valid
-        return Xc, codes
+        return Data(Xk, y=codes, w=w, n_features=width), codes, labels, None
 
-    def _start(self, n_features, target, hp):
-        """Fresh weights, optimiser state and bookkeeping."""
-        classify = target.ndim == 1
-        self._output = OUTPUTS["softmax"] if classify else OUTPUTS["squared"]
-        if classify:
-            n_out = len(self.classes_)
-        else:
-            n_out = target.shape[1]
-            self.__dict__.pop("classes_", None)
-        self._sizes = np.array((n_features,) + hp["hidden"] + (n_out,), dtype=np.int64)
-        self._dtype = np.dtype(hp["dtype"])
-        self._rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
-                     else np.random.default_rng(self.random_state))
-        self._params = init_params(self._sizes, self.activation, self._rng, self._dtype)
-        self._grads = np.zeros_like(self._params)
-        self._state1 = np.zeros_like(self._params)
-        self._state2 = np.zeros_like(self._params) if self.solver == "adam" else self._state1
-        self._solver = self.solver
-        self._act = ACTIVATIONS[self.activation]
-        self._step = 0
-        self._work = None
-        self.coefs_, self.intercepts_ = views(self._params, self._sizes)
-        self.n_features_in_ = int(n_features)
-        self.loss_curve_ = []
-        self.n_iter_ = 0
-        self.backend_ = self.backend if self.backend is not None else kernels.BACKEND
+    # ------------------------------------------------------- engine hooks
+    def _epoch_order(self, n):
+        return self._rng.permutation(n) if self.shuffle else np.arange(n)
 
-    def _epoch(self, X, target, hp):
-        """One epoch through the backend's whole-epoch kernel; returns its loss."""
-        if self.solver != self._solver or ACTIVATIONS[self.activation] != self._act:
-            raise ValueError("solver or activation changed after training started; "
-                             "call fit to start over")
-        core = kernels.get(self.backend_)._core
-        n = X.shape[0]
-        batch = min(hp["batch_size"], n)
-        size = kernels.get(self.backend_).work_size(self._sizes, batch)
-        if self._work is None or self._work.size < size or self._work.dtype != self._dtype:
-            self._work = np.empty(size, dtype=self._dtype)
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        classify = target.ndim == 1
-        y = target if classify else _NO_LABELS
-        Y = target if not classify else np.empty((0, 0), dtype=self._dtype)
-        announce = self.verbose and _first_use(core.train_epoch, X)
-        if announce:
-            print(f"fastmlp: preparing the numba kernels for {X.dtype} (compiled on first use, "
-                  "then loaded from the disk cache) ...", flush=True)
-        t0 = time.perf_counter()
-        loss, step, done = core.train_epoch(
-            X, y, Y, order, self._params, self._grads, self._state1, self._state2,
-            self._step, self._sizes, self._act, self._output,
-            SOLVERS[self.solver], hp["lr"], hp["momentum"], bool(self.nesterov), hp["l2"],
-            batch, self._work)
-        self._step = step
-        if announce:
-            print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s", flush=True)
-        if done < n:
-            raise DivergenceError(
-                f"training diverged in epoch {self.n_iter_ + 1} at the batch starting at row "
-                f"{done} of the shuffled data: the loss or a weight stopped being finite. "
-                f"The model keeps the last finite weights. Try a smaller lr (now {self.lr}), "
-                f"scaled inputs (largest |X| is {float(np.abs(X).max()):.3g}) or dtype='float64'.")
-        self.n_iter_ += 1
-        self.loss_curve_.append(loss)
-        if self.verbose:
-            print(f"epoch {self.n_iter_}: loss {loss:.6f} ({time.perf_counter() - t0:.3f} s)")
-        return loss
+    def _validation_score(self, data, targets, weights):
+        out, labels = self._outputs(data.X)
+        w = None if weights.shape[0] == 0 else weights
+        if self._net.output == "softmax":
+            return float(np.average(labels == targets, weights=w))
+        return _r2(targets, out.astype(np.float64), w)
+
+    def _report(self, event, **info):
+        if not self.verbose:
+            return
+        if event == "epoch":
+            line = f"epoch {info['epoch']}: loss {info['loss']:.6f}"
+            if info["score"] is not None:
+                line += f", validation score {info['score']:.6f}"
+            print(f"{line} ({info['seconds']:.3f} s)", flush=True)
+        elif event == "stall" and info["stopping"]:
+            what = "validation score" if info["validation"] else "loss"
+            print(f"converged: the {what} improved less than tol={info['tol']} for more than "
+                  f"{info['n_iter_no_change']} epochs", flush=True)
+
+    def _not_converged(self, s):
+        warnings.warn(
+            f"MLP stopped after epochs={s.max_iter} while the loss was still improving "
+            f"by more than tol={s.tol}; raise epochs or lr for a converged model",
+            ConvergenceWarning, stacklevel=4)
+
+    def _divergence_advice(self, s, largest):
+        return (f"Try a smaller lr (now {self.lr}), scaled inputs (largest |X| is "
+                f"{largest:.3g}) or dtype='float64'.")
 
     # ---------------------------------------------------------- prediction
-    def _forward(self, X):
-        """(outputs, argmax of each row) of the fitted network for X."""
-        self._fitted()
-        if not (type(X) is np.ndarray and X.dtype == self._dtype and X.ndim == 2
+    def _predict_input(self, X):
+        net = self._network()
+        if (type(X) is np.ndarray and X.dtype == net.dtype and X.ndim == 2
                 and X.flags.c_contiguous and X.shape[0] and X.shape[1] == self.n_features_in_):
-            X = checks.check_X(X, self._dtype, self.n_features_in_)
-        # an array already in shape and dtype goes straight to the kernel, which
-        # reports the first row with a non-finite input or output
-        core = kernels.get(self.backend_)._core
-        if self.n_threads is None:
-            out, labels, bad = core.predict_rows(X, self._params, self._sizes, self._act,
-                                                 self._output)
-        else:
-            with threads.limits(self.n_threads, self.backend_):
-                out, labels, bad = core.predict_rows(X, self._params, self._sizes, self._act,
-                                                     self._output)
-        if bad >= 0:
-            checks.check_X(X, self._dtype, self.n_features_in_)  # names a bad input value
-            raise ValueError(f"the network's output for row {bad} is not finite: its inputs are "
-                             f"too large for {self._dtype} (largest |X| in that row is "
-                             f"{float(np.abs(X[bad]).max()):.3g}); scale the inputs")
-        return out, labels
+            return X  # the kernel itself reports the first non-finite row
+        if checks.is_sparse(X):
+            return checks.check_sparse_X(X, net.dtype, self.n_features_in_)
+        return checks.check_X(X, net.dtype, self.n_features_in_)
 
     def predict_proba(self, X):
         """Class probabilities, one row per sample summing to 1 (classification)."""
-        self._fitted()
-        if self._output != OUTPUTS["softmax"]:
+        net = self._network()
+        if net.output != "softmax":
             raise AttributeError("predict_proba is for classification; this model is a regressor")
-        return self._forward(X)[0]
+        return self._outputs(self._predict_input(X))[0]
 
     def predict(self, X):
         """Labels (classification) or predicted values (regression)."""
-        out, labels = self._forward(X)
-        if self._output == OUTPUTS["softmax"]:
+        out, labels = self._outputs(self._predict_input(X))
+        if self._net.output == "softmax":
             return self.classes_[labels]
         return out[:, 0].copy() if self._y_1d else out
 
-    def score(self, X, y):
+    def score(self, X, y, sample_weight=None):
         """Accuracy (classification) or R^2 averaged over outputs (regression)."""
         pred = self.predict(X)
-        if self._output == OUTPUTS["softmax"]:
+        w = None if sample_weight is None else checks.check_sample_weight(sample_weight,
+                                                                           len(pred))
+        if self._net.output == "softmax":
             y = checks.check_y(y, len(pred), True)
-            return float(np.mean(pred == y))
+            return float(np.average(pred == y, weights=w))
         Y = checks.check_y(y, len(pred), False)
-        if Y.shape[1] != self._sizes[-1]:
+        if Y.shape[1] != self._net.sizes[-1]:
             raise ValueError(f"y has {Y.shape[1]} target columns; the model was fitted "
-                             f"with {self._sizes[-1]}")
-        P = np.asarray(pred, dtype=np.float64).reshape(Y.shape)
-        ss_res = ((Y - P) ** 2).sum(axis=0)
-        ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
-        return float(np.mean(r2))
+                             f"with {int(self._net.sizes[-1])}")
+        return _r2(Y, np.asarray(pred, dtype=np.float64).reshape(Y.shape), w)
 
+    @property
+    def n_params_(self):
+        """Number of weights and biases."""
+        return int(self._network().params.shape[0])
+
+    # --------------------------------------------------------------- state
     def save(self, path):
         """Write the fitted model to the file ``path`` (exactly that name),
         atomically; returns the path. Format and guarantees: ``fastmlp.io``."""
@@ -318,16 +345,143 @@ class MLP:
 
         return load(path, cls=cls)
 
-    @property
-    def n_params_(self):
-        self._fitted()
-        return n_params(self._sizes)
+    def _state(self):
+        """(values, arrays): everything a fitted MLP holds. ``values`` are plain
+        Python values (and the model's random Generator); ``_from_state``
+        restores the model from both."""
+        net_values, arrays = self._network().state()
+        values = {
+            "hyper_parameters": self.get_params(),
+            "network": net_values,
+            "backend": self.backend_,
+            "rng": self._rng,
+            "n_iter": int(self.n_iter_),
+            "t": int(self.t_),
+            "n_features_in": int(self.n_features_in_),
+            "y_1d": None if "classes_" in self.__dict__ else bool(self._y_1d),
+        }
+        if self._net.solver in STOCHASTIC:
+            values.update(
+                loss=float(self.loss_) if "loss_" in self.__dict__ else None,
+                best_loss=None if self.best_loss_ is None else float(self.best_loss_),
+                no_improvement_count=int(self._no_improvement_count),
+                best_validation_score=(None if self.best_validation_score_ is None
+                                       else float(self.best_validation_score_)))
+            arrays["loss_curve"] = np.asarray(self.loss_curve_, dtype=np.float64)
+            if self.validation_scores_ is not None:
+                arrays["validation_scores"] = np.asarray(self.validation_scores_,
+                                                         dtype=np.float64)
+        elif "loss_" in self.__dict__:
+            values["loss"] = float(self.loss_)
+        if "classes_" in self.__dict__:
+            arrays["classes"] = self.classes_
+        return values, arrays
+
+    @classmethod
+    def _from_state(cls, values, arrays):
+        """The model ``_state`` gave; raises ValueError naming what does not fit."""
+        from .network import Network
+
+        model = cls(**values["hyper_parameters"])
+        net = Network.from_state(values["network"], arrays)
+        model._net = net
+        model.backend_ = values["backend"]
+        model._rng = values["rng"]
+        model.n_iter_ = values["n_iter"]
+        model.t_ = values["t"]
+        model.n_features_in_ = values["n_features_in"]
+        if int(net.sizes[0]) != model.n_features_in_:
+            raise ValueError(f"{model.n_features_in_} features but the first layer has "
+                             f"{int(net.sizes[0])} inputs")
+        model._lr = None
+        model._best_params = None
+        if net.solver in STOCHASTIC:
+            model.loss_curve_ = [float(v) for v in arrays["loss_curve"]]
+            if values.get("loss") is not None:
+                model.loss_ = values["loss"]
+            model.best_loss_ = values.get("best_loss")
+            model._no_improvement_count = values.get("no_improvement_count", 0)
+            scores = arrays.get("validation_scores")
+            model.validation_scores_ = None if scores is None else [float(v) for v in scores]
+            model.best_validation_score_ = values.get("best_validation_score")
+        elif values.get("loss") is not None:
+            model.loss_ = values["loss"]
+        if net.output == "softmax":
+            classes = arrays.get("classes")
+            if classes is None or classes.shape != (int(net.sizes[-1]),):
+                raise ValueError(f"a classifier with {int(net.sizes[-1])} outputs needs as "
+                                 "many classes")
+            model.classes_ = classes
+        else:
+            if values.get("y_1d") not in (True, False):
+                raise ValueError(f"y_1d {values.get('y_1d')!r}")
+            model._y_1d = values["y_1d"]
+        return model
 
 
-_PARAM_NAMES = ("hidden", "activation", "solver", "lr", "momentum", "nesterov", "batch_size",
-                "epochs", "l2", "tol", "patience", "shuffle", "dtype", "random_state", "verbose",
-                "backend", "task", "n_threads")
-_NO_LABELS = np.empty(0, dtype=np.int64)
+#: The constructor's arguments, in order.
+PARAM_NAMES = ("hidden", "activation", "solver", "lr", "momentum", "nesterov", "batch_size",
+               "epochs", "l2", "tol", "patience", "validation", "shuffle", "dtype",
+               "random_state", "verbose", "backend", "task", "n_threads")
+
+
+def _auto_task(y):
+    """The task ``task='auto'`` picks for y, with a warning where y looks like
+    the other kind."""
+    arr = checks._as_array(y, "y")
+    if checks.is_classification(y):
+        if arr.dtype.kind in "iu":
+            distinct = np.unique(arr).shape[0]
+            if distinct > MANY_CLASSES:
+                warnings.warn(
+                    f"y holds {distinct} distinct integer values, which MLP treats as "
+                    f"{distinct} classes; if y is a quantity, pass task='regression' (pass "
+                    "task='classification' to keep the classes and silence this)",
+                    UserWarning, stacklevel=3)
+        return "classification"
+    if arr.dtype.kind == "f" and arr.size:
+        finite = arr[np.isfinite(arr)]
+        if finite.size and np.all(finite == np.round(finite)):
+            distinct = np.unique(finite)
+            if distinct.shape[0] <= MANY_CLASSES:
+                shown = ", ".join(f"{v:g}" for v in distinct[:5])
+                more = ", ..." if distinct.shape[0] > 5 else ""
+                warnings.warn(
+                    f"y holds float values that are all whole numbers, {distinct.shape[0]} "
+                    f"distinct ({shown}{more}), which MLP treats as regression targets; if "
+                    "they are class labels, pass task='classification' or integer labels "
+                    "(pass task='regression' to silence this)", UserWarning, stacklevel=3)
+    return "regression"
+
+
+def _sizes(data, hp, labels):
+    """Layer widths for a fresh network on ``data``."""
+    n_out = labels.shape[0] if labels is not None else data.Y.shape[1]
+    return (data.n_features,) + hp["hidden"] + (n_out,)
+
+
+def _sizes_like(net, hp):
+    """The layer widths the current hyper-parameters ask of a fitted network."""
+    return (int(net.sizes[0]),) + hp["hidden"] + (int(net.sizes[-1]),)
+
+
+def _hold_out(data, targets, stratify, fraction, rng):
+    """(training Data, validation (Data, targets, weights)): ``fraction`` of the
+    rows (of each class when ``stratify``) drawn by ``rng``."""
+    n = data.n
+    held = np.zeros(n, dtype=bool)
+    groups = [np.flatnonzero(targets == c) for c in np.unique(targets)] if stratify else [
+        np.arange(n)]
+    for rows in groups:
+        rows = rng.permutation(rows)
+        held[rows[: int(round(fraction * rows.shape[0]))]] = True
+    if held.sum() < 2 or held.sum() == n:
+        raise ValueError(f"validation={fraction} of {n} rows leaves {int(held.sum())} for "
+                         "validation and {} for training; use a larger or smaller "
+                         "fraction".format(n - int(held.sum())))
+    train, val = np.flatnonzero(~held), np.flatnonzero(held)
+    val_data = data.take(val)
+    return data.take(train), (val_data, targets[val], val_data.w)
 
 
 def _encode(y, labels):
@@ -345,14 +499,18 @@ def _encode(y, labels):
     return codes.astype(np.int64)
 
 
-def _first_use(kernel, X):
-    """Whether a compiled ``kernel`` has not yet run on arrays like X in this process."""
-    signatures = getattr(kernel, "signatures", None)
-    if signatures is None:  # the NumPy backend compiles nothing
-        return False
-    from numba import typeof
-
-    return not any(sig[0] == typeof(X) for sig in signatures)
+def _r2(Y, P, w=None):
+    """R^2 of predictions P for targets Y (2-D), averaged over outputs, rows
+    weighted by w (None: equally); 1 for a perfectly predicted constant target,
+    0 for an imperfectly predicted one."""
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+    P = np.asarray(P, dtype=np.float64).reshape(Y.shape)
+    w = np.ones(len(Y)) if w is None else np.asarray(w, dtype=np.float64)
+    ss_res = (w[:, None] * (Y - P) ** 2).sum(axis=0)
+    ss_tot = (w[:, None] * (Y - np.average(Y, axis=0, weights=w)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    return float(np.mean(r2))
 
 
 def _same(a, b):

@@ -1,35 +1,27 @@
-"""fastmlp's kernels: the functions of the active backend.
+"""fastmlp's kernels, computed by one of two backends.
 
-The backend is chosen once, at import, from ``FASTMLP_BACKEND`` (``numba``,
-the default, or ``numpy``). Both backend modules, ``numba_backend`` and
-``numpy_backend``, export the same names (``api.NAMES``) with the same
-signatures, and both can be imported side by side; ``get(name)`` returns
-either. Without numba the NumPy backend is used, with one warning.
+``get("numba")`` and ``get("numpy")`` return the public kernels
+(``api.Kernels``) over the compiled or the NumPy core; both can be used side by
+side. The process-wide choice, ``BACKEND``, is read once from
+``FASTMLP_BACKEND`` (``numba``, the default, or ``numpy``); without numba it is
+``numpy``, with one warning. Nothing is imported or compiled until a backend is
+first used; the kernels of the process-wide backend are also reachable as
+attributes of this package (``fastmlp.kernels.softmax(Z)``).
 """
 
 import importlib
+import importlib.util
 import os
+import threading
 import warnings
 
-from . import config  # noqa: F401  (sets numba's cache directory before numba loads)
-from .api import ACTIVATIONS, NAMES, OUTPUTS, SOLVERS, n_params
+from .api import NAMES, Kernels, n_params, work_size
+from .codes import ACTIVATIONS, OUTPUTS, SOLVERS
 
 BACKENDS = ("numba", "numpy")
 
-
 _loaded = {}
-
-
-def get(name):
-    """The backend module called ``name`` ('numba' or 'numpy')."""
-    try:
-        return _loaded[name]
-    except (KeyError, TypeError):
-        pass
-    if name not in BACKENDS:
-        raise ValueError(f"unknown fastmlp backend {name!r}; valid backends: {', '.join(BACKENDS)}")
-    _loaded[name] = importlib.import_module(f"{__name__}.{name}_backend")
-    return _loaded[name]
+_lock = threading.Lock()
 
 
 def _choose():
@@ -38,19 +30,41 @@ def _choose():
         raise ValueError(
             f"FASTMLP_BACKEND={name!r} is not a fastmlp backend; valid values: {', '.join(BACKENDS)}"
         )
-    if name == "numba":
-        try:
-            import numba  # noqa: F401
-        except ImportError as exc:
-            warnings.warn(f"numba cannot be imported ({exc}); fastmlp uses its NumPy backend",
-                          RuntimeWarning, stacklevel=3)
-            name = "numpy"
+    if name == "numba" and importlib.util.find_spec("numba") is None:
+        warnings.warn("numba cannot be imported; fastmlp uses its NumPy backend",
+                      RuntimeWarning, stacklevel=3)
+        name = "numpy"
     return name
 
 
+#: The process-wide backend: 'numba' or 'numpy'.
 BACKEND = _choose()
-_active = get(BACKEND)
-globals().update({name: getattr(_active, name) for name in NAMES})
 
-__all__ = list(NAMES) + ["BACKEND", "BACKENDS", "get", "n_params", "ACTIVATIONS", "OUTPUTS",
-                         "SOLVERS"]
+
+def get(name=None):
+    """The public kernels of backend ``name`` ('numba' or 'numpy'; None: ``BACKEND``)."""
+    if name is None:
+        name = BACKEND
+    try:
+        return _loaded[name]
+    except (KeyError, TypeError):
+        pass
+    if name not in BACKENDS:
+        raise ValueError(f"unknown fastmlp backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    with _lock:
+        if name not in _loaded:
+            core = importlib.import_module(f"{__name__}.{name}_core")
+            if name == "numba":
+                core.ensure_fresh()
+            _loaded[name] = Kernels(name, core)
+    return _loaded[name]
+
+
+def __getattr__(name):
+    if name in NAMES:
+        return getattr(get(BACKEND), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(NAMES) + ["BACKEND", "BACKENDS", "get", "n_params", "work_size", "ACTIVATIONS",
+                         "OUTPUTS", "SOLVERS", "Kernels"]

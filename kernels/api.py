@@ -1,34 +1,30 @@
-"""The public kernel functions, built once over each backend's core.
+"""The public kernels: ``Kernels(core)`` checks arguments, then lets a core compute.
 
-``make(core)`` returns the functions below bound to ``core`` (the module
-``numba_core`` or ``numpy_core``). They check their arguments (dtype, shape,
-contiguity, the ``out`` array), then let the core write the result. Both
-backends therefore share names, signatures and docstrings; the cores are what
-differ.
+``fastmlp.kernels.get("numba")`` and ``get("numpy")`` are ``Kernels`` over
+``numba_core`` and ``numpy_core``; the two cores define the same functions with
+the same signatures, and only they differ.
 
 All arrays are float32 or float64, one dtype per call; label arrays are
-integers. ``out`` must be C-contiguous with the result's shape and dtype; when
-it is given nothing is allocated (the inputs being C-contiguous).
+integers. ``out`` must be C-contiguous with the result's shape and dtype, and
+share no memory with an input; when it is given nothing is allocated (the
+inputs being C-contiguous). Parameters are one flat vector
+``[W0, b0, W1, b1, ...]`` (row-major W of shape (n_in, n_out)) for layer widths
+``sizes``.
+
+The methods whose names start with ``_`` skip the checks: fastmlp's models
+call them with arrays they have validated already.
 """
 
 import numbers
 
 import numpy as np
 
-FLOATS = (np.float32, np.float64)
-ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
-OUTPUTS = {"softmax": 0, "squared": 1}
-SOLVERS = {"sgd": 0, "adam": 1}
-_NO_ORDER = np.empty(0, dtype=np.int64)
+from .codes import ACTIVATIONS, IDENTITY, LOGISTIC, OUTPUTS, POISSON, RELU, SIGMOID, SOFTMAX
+from .codes import SOLVERS, SQUARED, TANH
 
-NAMES = (
-    "linear", "linear_sigmoid", "linear_tanh", "linear_relu",
-    "sigmoid_backward", "tanh_backward", "relu_backward",
-    "softmax", "log_softmax", "cross_entropy", "cross_entropy_backward",
-    "squared_error", "squared_error_backward",
-    "sgd_update", "adam_update",
-    "forward", "train_epoch", "work_size",
-)
+FLOATS = (np.float32, np.float64)
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_WEIGHTS = np.empty(0, dtype=np.float64)
 
 
 # ------------------------------------------------------------------ checks
@@ -44,7 +40,7 @@ def _array(name, a, ndim, dtype=None):
     return np.ascontiguousarray(a)
 
 
-def _out(out, shape, dtype):
+def _out(out, shape, dtype, *inputs):
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
@@ -54,6 +50,9 @@ def _out(out, shape, dtype):
                          f"got {out.shape} {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out must be a writeable C-contiguous array")
+    for name, a in inputs:
+        if np.shares_memory(out, a):
+            raise ValueError(f"out overlaps the input {name}; pass a separate array")
     return out
 
 
@@ -88,221 +87,373 @@ def n_params(sizes):
     return int(np.sum((sizes[:-1] + 1) * sizes[1:]))
 
 
-def make(core):
-    """The public kernel functions over ``core``, as a dict name -> function."""
+def work_size(sizes, batch_size):
+    """Length of the ``work`` array that ``train_epoch`` (batches of
+    ``batch_size`` rows) and ``loss_gradient`` (chunks of that many) need:
+    the batch's input rows, every layer's activations, two deltas of the
+    widest layer, and one layer's gradient."""
+    sizes = _sizes(sizes)
+    rows = int(batch_size)
+    layer = int(np.max((sizes[:-1] + 1) * sizes[1:]))
+    return rows * int(sizes.sum() + 2 * sizes[1:].max()) + layer
 
-    def linear_act(act):
-        def fn(X, W, b, out=None):
-            X = _array("X", X, 2)
-            W = _array("W", W, 2, X.dtype)
-            b = _array("b", b, 1, X.dtype)
-            if X.shape[1] != W.shape[0] or b.shape[0] != W.shape[1]:
-                raise ValueError(f"shapes do not chain: X {X.shape}, W {W.shape}, b {b.shape}")
-            out = _out(out, (X.shape[0], W.shape[1]), X.dtype)
-            core.linear(X, W, b, act, out)
-            return out
 
-        return fn
+def as_input(X, dtype, n_features=None):
+    """X for the training and prediction kernels: a C-contiguous ``dtype``
+    array, or a scipy.sparse matrix as a CSR triple (data in ``dtype``,
+    indices and indptr as they are: repeated entries add up, as in scipy);
+    never densified."""
+    if hasattr(X, "tocsr") and hasattr(X, "nnz"):
+        csr = X.tocsr()
+        if n_features is not None and csr.shape[1] != n_features:
+            raise ValueError(f"X has {csr.shape[1]} columns but sizes[0] is {n_features}")
+        return (np.ascontiguousarray(csr.data, dtype=dtype), np.ascontiguousarray(csr.indices),
+                np.ascontiguousarray(csr.indptr))
+    X = _array("X", X, 2, dtype)
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} columns but sizes[0] is {n_features}")
+    return X
 
-    def backward_act(act):
-        def fn(A, dA, out=None):
-            A = _array("A", A, 2)
-            dA = _array("dA", dA, 2, A.dtype)
-            if A.shape != dA.shape:
-                raise ValueError(f"A {A.shape} and dA {dA.shape} must have the same shape")
-            out = _out(out, A.shape, A.dtype)
-            core.act_backward(A, dA, act, out)
-            return out
 
-        return fn
+def n_rows(X):
+    """Rows of a kernel input (array or CSR triple)."""
+    return X.shape[0] if isinstance(X, np.ndarray) else X[2].shape[0] - 1
 
-    def rowwise(kernel):
-        def fn(Z, out=None):
-            Z = _array("Z", Z, 2)
-            out = _out(out, Z.shape, Z.dtype)
-            kernel(Z, out)
-            return out
 
-        return fn
+def _targets_for(output, target, rows, k, dtype):
+    """(labels, values) for ``train_epoch``/``loss_gradient``: integer labels for
+    a softmax output, else a (rows, k) array of targets in ``dtype``."""
+    if output == SOFTMAX:
+        return _labels(target, rows, k), np.empty((0, 0), dtype=dtype)
+    Y = _array("target", target, 2, dtype)
+    if Y.shape != (rows, k):
+        raise ValueError(f"target must have shape {(rows, k)} for this output, got {Y.shape}")
+    return _NO_ROWS, Y
 
-    def cross_entropy(Z, y):
-        Z = _array("Z", Z, 2)
-        y = _labels(y, *Z.shape)
-        return core.cross_entropy_sum(Z, y) / max(Z.shape[0], 1)
 
-    def cross_entropy_backward(Z, y, out=None):
-        Z = _array("Z", Z, 2)
-        y = _labels(y, *Z.shape)
-        out = _out(out, Z.shape, Z.dtype)
-        core.cross_entropy_rows(Z, y, _NO_ORDER, 0, 1.0 / max(Z.shape[0], 1), out, out)
+def _weights_for(sample_weight, rows):
+    if sample_weight is None:
+        return _NO_WEIGHTS
+    w = np.ascontiguousarray(sample_weight, dtype=np.float64)
+    if w.shape != (rows,):
+        raise ValueError(f"sample_weight must have shape ({rows},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must hold finite values >= 0")
+    return w
+
+
+def _flat_state(params, *others):
+    if not isinstance(params, np.ndarray) or params.dtype.type not in FLOATS:
+        raise TypeError("params must be a float32 or float64 numpy array")
+    for name, a in others:
+        if not isinstance(a, np.ndarray) or a.dtype != params.dtype or a.shape != params.shape:
+            raise ValueError(f"{name} must be an array of params' shape {params.shape} "
+                             f"and dtype {params.dtype}")
+    for a in (params,) + tuple(a for _, a in others):
+        if a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError("parameter and optimiser arrays must be writeable, 1-D and "
+                             "C-contiguous")
+
+
+def _positive_int(value, name):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+class Kernels:
+    """fastmlp's public kernels over one core (``numba_core`` or ``numpy_core``)."""
+
+    def __init__(self, name, core):
+        self.name = name
+        self._core = core
+
+    def __repr__(self):
+        return f"<fastmlp kernels: {self.name}>"
+
+    # ------------------------------------------------------- layer kernels
+    def _linear(self, X, W, b, act, out):
+        X = _array("X", X, 2)
+        W = _array("W", W, 2, X.dtype)
+        b = _array("b", b, 1, X.dtype)
+        if X.shape[1] != W.shape[0] or b.shape[0] != W.shape[1]:
+            raise ValueError(f"shapes do not chain: X {X.shape}, W {W.shape}, b {b.shape}")
+        out = _out(out, (X.shape[0], W.shape[1]), X.dtype, ("X", X), ("W", W), ("b", b))
+        self._core.linear(X, W, b, act, out)
         return out
 
-    def _targets(Z, Y):
-        Z = _array("Z", Z, 2)
-        Y = _array("Y", Y, 2, Z.dtype)
-        if Y.shape != Z.shape:
-            raise ValueError(f"Y {Y.shape} and Z {Z.shape} must have the same shape")
-        return Z, Y
+    def linear(self, X, W, b, out=None):
+        """out = X @ W + b, with W of shape (n_in, n_out)."""
+        return self._linear(X, W, b, IDENTITY, out)
 
-    def squared_error(Z, Y):
-        Z, Y = _targets(Z, Y)
-        scratch = np.empty_like(Z)
-        return core.squared_error_rows(Z, Y, _NO_ORDER, 0, 1.0, scratch) / max(Z.shape[0], 1)
+    def linear_sigmoid(self, X, W, b, out=None):
+        """out = sigmoid(X @ W + b), the activation fused onto the product."""
+        return self._linear(X, W, b, SIGMOID, out)
 
-    def squared_error_backward(Z, Y, out=None):
-        Z, Y = _targets(Z, Y)
-        out = _out(out, Z.shape, Z.dtype)
-        core.squared_error_rows(Z, Y, _NO_ORDER, 0, 1.0 / max(Z.shape[0], 1), out)
+    def linear_tanh(self, X, W, b, out=None):
+        """out = tanh(X @ W + b), the activation fused onto the product."""
+        return self._linear(X, W, b, TANH, out)
+
+    def linear_relu(self, X, W, b, out=None):
+        """out = max(X @ W + b, 0), the activation fused onto the product (NaN stays NaN)."""
+        return self._linear(X, W, b, RELU, out)
+
+    def _backward(self, A, dA, act, out):
+        A = _array("A", A, 2)
+        dA = _array("dA", dA, 2, A.dtype)
+        if A.shape != dA.shape:
+            raise ValueError(f"A {A.shape} and dA {dA.shape} must have the same shape")
+        out = _out(out, A.shape, A.dtype, ("A", A), ("dA", dA))
+        self._core.act_backward(A, dA, act, out)
         return out
 
-    def _flat(params, *others):
-        if not isinstance(params, np.ndarray) or params.dtype.type not in FLOATS:
-            raise TypeError("params must be a float32 or float64 numpy array")
-        for name, a in zip(("grads", "state", "state"), others):
-            if not isinstance(a, np.ndarray) or a.dtype != params.dtype or a.shape != params.shape:
-                raise ValueError(f"{name} must be an array of params' shape {params.shape} "
-                                 f"and dtype {params.dtype}")
-        for a in (params,) + others:
-            if a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
-                raise ValueError("optimiser arrays must be writeable, 1-D and C-contiguous")
+    def sigmoid_backward(self, A, dA, out=None):
+        """out = dA * A * (1 - A), from the sigmoid's output A."""
+        return self._backward(A, dA, SIGMOID, out)
 
-    def sgd_update(params, grads, velocity, lr, momentum=0.9, nesterov=False):
-        _flat(params, grads, velocity)
-        core.sgd_update(params, grads, velocity, float(lr), float(momentum), bool(nesterov))
+    def tanh_backward(self, A, dA, out=None):
+        """out = dA * (1 - A**2), from the tanh's output A."""
+        return self._backward(A, dA, TANH, out)
+
+    def relu_backward(self, A, dA, out=None):
+        """out = dA where A > 0, else 0, from the ReLU's output A."""
+        return self._backward(A, dA, RELU, out)
+
+    # ------------------------------------------------ softmax and the losses
+    def softmax(self, Z, out=None):
+        """Row-wise softmax, exp(Z - max) / sum: finite for any finite logits."""
+        Z = _array("Z", Z, 2)
+        out = _out(out, Z.shape, Z.dtype, ("Z", Z))
+        self._core.softmax(Z, out)
+        return out
+
+    def log_softmax(self, Z, out=None):
+        """Row-wise log-softmax, Z - max - log(sum(exp(Z - max)))."""
+        Z = _array("Z", Z, 2)
+        out = _out(out, Z.shape, Z.dtype, ("Z", Z))
+        self._core.log_softmax(Z, out)
+        return out
+
+    def _loss(self, Z, target, output, out):
+        """(mean loss over rows, gradient (output - target) / n in ``out``)."""
+        Z = _array("Z", Z, 2)
+        y, Y = _targets_for(output, target, Z.shape[0], Z.shape[1], Z.dtype)
+        P = Z.copy()
+        D = _out(out, Z.shape, Z.dtype, ("Z", Z), ("target", Y))
+        n = max(Z.shape[0], 1)
+        total = self._core.output_rows(P, y, Y, _NO_WEIGHTS, _NO_ROWS, 0, 1.0 / n, output, D)
+        return total / n, D
+
+    def cross_entropy(self, Z, y):
+        """Mean cross-entropy of logits Z (n, k) against integer labels y (n,), by
+        log-sum-exp; a float accumulated in float64."""
+        return self._loss(Z, y, SOFTMAX, None)[0]
+
+    def cross_entropy_backward(self, Z, y, out=None):
+        """out = (softmax(Z) - onehot(y)) / n: the gradient of cross_entropy."""
+        return self._loss(Z, y, SOFTMAX, out)[1]
+
+    def squared_error(self, Z, Y):
+        """Mean over rows of 0.5 * sum((Z - Y)**2); a float accumulated in float64."""
+        return self._loss(Z, Y, SQUARED, None)[0]
+
+    def squared_error_backward(self, Z, Y, out=None):
+        """out = (Z - Y) / n: the gradient of squared_error."""
+        return self._loss(Z, Y, SQUARED, out)[1]
+
+    def binary_cross_entropy(self, Z, Y):
+        """Mean over rows of sum(-Y log p - (1 - Y) log(1 - p)), p = sigmoid(Z), for
+        logits Z and 0/1 targets Y of the same shape, computed as
+        softplus(Z) - Y * Z (no rounding of p first); a float in float64."""
+        return self._loss(Z, Y, LOGISTIC, None)[0]
+
+    def binary_cross_entropy_backward(self, Z, Y, out=None):
+        """out = (sigmoid(Z) - Y) / n: the gradient of binary_cross_entropy."""
+        return self._loss(Z, Y, LOGISTIC, out)[1]
+
+    def poisson_deviance(self, Z, Y):
+        """Mean over rows of sum(Y log(Y / p) - Y + p) with p = exp(Z) (0 log 0 = 0),
+        for log-rates Z and counts Y >= 0; a float in float64."""
+        return self._loss(Z, Y, POISSON, None)[0]
+
+    def poisson_deviance_backward(self, Z, Y, out=None):
+        """out = (exp(Z) - Y) / n: the gradient of poisson_deviance."""
+        return self._loss(Z, Y, POISSON, out)[1]
+
+    # ------------------------------------------------------------ optimisers
+    def sgd_update(self, params, grads, velocity, lr, momentum=0.9, nesterov=False):
+        """In place: velocity = momentum * velocity - lr * grads, then params +=
+        velocity (Nesterov: params += momentum * velocity - lr * grads). Returns
+        params."""
+        _flat_state(params, ("grads", grads), ("velocity", velocity))
+        self._core.sgd_update(params, grads, velocity, float(lr), float(momentum),
+                              bool(nesterov))
         return params
 
-    def adam_update(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        _flat(params, grads, m, v)
+    def adam_update(self, params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        """In place Adam step number ``step`` (>= 1, counting this one) with bias
+        correction; m and v are the moment estimates. Returns params."""
+        _flat_state(params, ("grads", grads), ("m", m), ("v", v))
         if int(step) < 1:
-            raise ValueError(f"step counts updates including this one and must be >= 1, got {step}")
-        core.adam_update(params, grads, m, v, int(step), float(lr), float(beta1), float(beta2),
-                         float(eps))
+            raise ValueError(f"step counts updates including this one and must be >= 1, "
+                             f"got {step}")
+        self._core.adam_update(params, grads, m, v, int(step), float(lr), float(beta1),
+                               float(beta2), float(eps))
         return params
 
-    def forward(X, params, sizes, activation="relu", output="softmax", out=None, work=None):
+    # --------------------------------------------------------------- network
+    def _network(self, sizes, params, activation, output):
         act = _code(ACTIVATIONS, "activation", activation)
         outk = _code(OUTPUTS, "output", output)
         sizes = _sizes(sizes)
-        X = _array("X", X, 2)
-        params = _array("params", params, 1, X.dtype)
-        if X.shape[1] != sizes[0] or params.shape[0] != n_params(sizes):
+        if not isinstance(params, np.ndarray) or params.dtype.type not in FLOATS:
+            raise TypeError("params must be a float32 or float64 numpy array")
+        params = _array("params", params, 1)
+        if params.shape[0] != n_params(sizes):
+            raise ValueError(f"params has {params.shape[0]} entries; sizes {sizes.tolist()} "
+                             f"need {n_params(sizes)}")
+        return sizes, params, act, outk
+
+    def forward(self, X, params, sizes, activation="relu", output="softmax", out=None,
+                work=None):
+        """Network output for the rows of X: softmax probabilities, sigmoid
+        probabilities (output='logistic'), values ('squared') or rates exp(z)
+        ('poisson'). ``work``: scratch of 2 x rows x widest hidden layer entries
+        (allocated when not given)."""
+        sizes, params, act, outk = self._network(sizes, params, activation, output)
+        X = _array("X", X, 2, params.dtype)
+        if X.shape[1] != sizes[0]:
             raise ValueError(f"X {X.shape} and params {params.shape} do not fit sizes {sizes}")
-        out = _out(out, (X.shape[0], int(sizes[-1])), X.dtype)
+        out = _out(out, (X.shape[0], int(sizes[-1])), X.dtype, ("X", X), ("params", params))
         need = X.shape[0] * (int(sizes[1:-1].max()) if sizes.size > 2 else 1)
         if work is None:
             work = np.empty(2 * need, dtype=X.dtype)
         elif (not isinstance(work, np.ndarray) or work.dtype != X.dtype or work.ndim != 1
               or work.shape[0] < 2 * need or not work.flags.c_contiguous
               or not work.flags.writeable):
-            raise ValueError(f"work must be a writeable, C-contiguous 1-D {X.dtype} array of at "
-                             f"least {2 * need} entries (2 x rows x widest hidden layer)")
-        core.forward(X, params, sizes, act, outk, work[:need], work[need:2 * need], out)
+            raise ValueError(f"work must be a writeable, C-contiguous 1-D {X.dtype} array of "
+                             f"at least {2 * need} entries (2 x rows x widest hidden layer)")
+        self._core.forward(X, params, sizes, act, outk, work[:need], work[need : 2 * need], out)
         return out
 
-    def work_size(sizes, batch_size):
-        """Length of the ``work`` array that ``train_epoch`` needs."""
-        sizes = _sizes(sizes)
-        return int(batch_size) * int(sizes.sum() + 2 * sizes[1:].max())
+    def predict(self, X, params, sizes, activation="relu", output="softmax"):
+        """(outputs, argmax of each row, first row whose input or output is not
+        finite or -1) for X dense or scipy.sparse: one compiled call."""
+        sizes, params, act, outk = self._network(sizes, params, activation, output)
+        return self._predict(as_input(X, params.dtype, int(sizes[0])), params, sizes, act, outk)
 
-    def train_epoch(X, target, order, params, grads, state1, state2, step, sizes, activation,
-                    output, solver, lr, momentum, nesterov, l2, batch_size, work):
-        act = _code(ACTIVATIONS, "activation", activation)
-        outk = _code(OUTPUTS, "output", output)
+    def _predict(self, X, params, sizes, act, output):
+        return self._core.predict_rows(X, params, sizes, act, output)
+
+    def work_size(self, sizes, batch_size):
+        """Length of the ``work`` array that ``train_epoch`` and ``loss_gradient`` need."""
+        return work_size(sizes, batch_size)
+
+    def train_epoch(self, X, target, order, params, grads, state1, state2, step, sizes,
+                    activation, output, solver, lr, momentum=0.9, nesterov=False, beta1=0.9,
+                    beta2=0.999, eps=1e-8, l2=0.0, batch_size=200, work=None,
+                    sample_weight=None):
+        """One epoch of minibatch training over the rows of X (dense or
+        scipy.sparse) in ``order``: for every batch, forward, loss, and per layer
+        from the top: gradient, the delta for the layer below, and the optimiser
+        step (L2 term ``l2 * W / batch weight``). Parameters, gradients and
+        optimiser state are flat and updated in place; ``grads`` keeps the last
+        batch's gradient. ``target`` holds integer labels (softmax output) or a
+        2-D array of targets (other outputs). ``sample_weight`` (None: all 1)
+        weighs each row's loss; a batch's loss and gradient are divided by its
+        total weight. ``work``: ``work_size(sizes, batch_size)`` entries of
+        scratch (allocated when not given).
+
+        Returns (data loss, penalty, step, rows done): the loss of the rows and
+        the L2 penalty, each the sum over batches of the batch's value times its
+        rows, divided by len(order). If a batch's loss or any new value is not
+        finite, the epoch stops, the parameters and optimiser state are put back
+        as they were at the call, and rows done (< len(order)) is where the
+        failing batch starts."""
+        sizes, params, act, outk = self._network(sizes, params, activation, output)
         solv = _code(SOLVERS, "solver", solver)
-        sizes = _sizes(sizes)
-        X = _array("X", X, 2)
-        if X.shape[1] != sizes[0]:
-            raise ValueError(f"X has {X.shape[1]} columns but sizes[0] is {sizes[0]}")
-        _flat(params, grads, state1, state2)
-        if params.shape[0] != n_params(sizes):
-            raise ValueError(f"params has {params.shape[0]} entries; sizes {sizes.tolist()} "
-                             f"need {n_params(sizes)}")
-        if (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
-                or batch_size < 1):
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if not isinstance(work, np.ndarray):
-            raise TypeError(f"work must be a numpy array, got {type(work).__name__}")
-        if params.dtype != X.dtype or work.dtype != X.dtype:
-            raise TypeError(f"X, params and work must share one dtype, got "
-                            f"{X.dtype}, {params.dtype}, {work.dtype}")
-        if (work.ndim != 1 or work.size < work_size(sizes, batch_size)
-                or not work.flags.c_contiguous or not work.flags.writeable):
-            raise ValueError(f"work must be a writeable, C-contiguous 1-D array of at least "
-                             f"{work_size(sizes, batch_size)} entries, got shape {work.shape}")
-        if outk == OUTPUTS["softmax"]:
-            y = _labels(target, X.shape[0], int(sizes[-1]))
-            Y = np.empty((0, 0), dtype=X.dtype)
-        else:
-            Y = _array("target", target, 2, X.dtype)
-            if Y.shape != (X.shape[0], sizes[-1]):
-                raise ValueError(f"target must have shape {(X.shape[0], int(sizes[-1]))} for "
-                                 f"squared output, got {Y.shape}")
-            y = _NO_ORDER
+        X = as_input(X, params.dtype, int(sizes[0]))
+        rows = n_rows(X)
+        _flat_state(params, ("grads", grads), ("state1", state1), ("state2", state2))
+        batch_size = _positive_int(batch_size, "batch_size")
+        y, Y = _targets_for(outk, target, rows, int(sizes[-1]), params.dtype)
+        w = _weights_for(sample_weight, rows)
         order = np.ascontiguousarray(order, dtype=np.int64)
-        if order.size and (order.min() < 0 or order.max() >= X.shape[0]):
-            raise ValueError("order must index rows of X")
-        loss, step, done = core.train_epoch(
-            X, y, Y, order, params, grads, state1, state2, int(step), sizes, act, outk, solv,
-            float(lr), float(momentum), bool(nesterov), float(l2), int(batch_size), work)
-        return float(loss), int(step), int(done)
+        if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows)):
+            raise ValueError("order must be a 1-D array of row indices of X")
+        need = work_size(sizes, batch_size)
+        if work is None:
+            work = np.empty(need, dtype=params.dtype)
+        elif not isinstance(work, np.ndarray):
+            raise TypeError(f"work must be a numpy array, got {type(work).__name__}")
+        elif work.dtype != params.dtype:
+            raise TypeError(f"X, params and work must share one dtype, got {params.dtype} "
+                            f"and {work.dtype}")
+        elif (work.ndim != 1 or work.size < need or not work.flags.c_contiguous
+              or not work.flags.writeable):
+            raise ValueError(f"work must be a writeable, C-contiguous 1-D array of at least "
+                             f"{need} entries, got shape {work.shape}")
+        data, penalty, step, done = self._epoch(
+            X, y, Y, w, order, params, grads, state1, state2, int(step), sizes, act, outk,
+            solv, float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
+            float(eps), float(l2), batch_size, work)
+        n = max(order.shape[0], 1)
+        return data / n, penalty / n, step, done
 
-    functions = dict(
-        linear=linear_act(ACTIVATIONS["identity"]),
-        linear_sigmoid=linear_act(ACTIVATIONS["sigmoid"]),
-        linear_tanh=linear_act(ACTIVATIONS["tanh"]),
-        linear_relu=linear_act(ACTIVATIONS["relu"]),
-        sigmoid_backward=backward_act(ACTIVATIONS["sigmoid"]),
-        tanh_backward=backward_act(ACTIVATIONS["tanh"]),
-        relu_backward=backward_act(ACTIVATIONS["relu"]),
-        softmax=rowwise(core.softmax),
-        log_softmax=rowwise(core.log_softmax),
-        cross_entropy=cross_entropy,
-        cross_entropy_backward=cross_entropy_backward,
-        squared_error=squared_error,
-        squared_error_backward=squared_error_backward,
-        sgd_update=sgd_update,
-        adam_update=adam_update,
-        forward=forward,
-        train_epoch=train_epoch,
-        work_size=work_size,
-    )
-    for name, fn in functions.items():
-        fn.__name__ = fn.__qualname__ = name
-        fn.__doc__ = DOCS[name]
-        fn.__module__ = core.__name__.replace("_core", "_backend")
-    return functions
+    def _epoch(self, X, y, Y, w, order, params, grads, state1, state2, step, sizes, act,
+               output, solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size,
+               work):
+        """``train_epoch`` of the core on checked arguments, all or nothing:
+        a failed epoch puts params and state back as they were."""
+        saved = [a.copy() for a in _distinct(params, state1, state2)]
+        data, penalty, new_step, done = self._core.train_epoch(
+            X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+            solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work)
+        if done < order.shape[0]:
+            for a, copy in zip(_distinct(params, state1, state2), saved):
+                np.copyto(a, copy)
+            return data, penalty, step, done
+        return data, penalty, new_step, done
+
+    def loss_gradient(self, X, target, params, grads, sizes, activation, output, l2=0.0,
+                      chunk=4096, work=None, sample_weight=None):
+        """The loss of the whole data set and its gradient, for full-batch
+        solvers: with S the total sample weight (rows when unweighted), returns
+        (data loss, penalty) = (sum of weighted row losses / S, 0.5 * l2 *
+        sum(W**2) / S) and writes the gradient of their sum to ``grads``. Rows
+        are taken ``chunk`` at a time (``work``: ``work_size(sizes, chunk)``
+        entries, allocated when not given)."""
+        sizes, params, act, outk = self._network(sizes, params, activation, output)
+        X = as_input(X, params.dtype, int(sizes[0]))
+        rows = n_rows(X)
+        _flat_state(params, ("grads", grads))
+        chunk = _positive_int(chunk, "chunk")
+        y, Y = _targets_for(outk, target, rows, int(sizes[-1]), params.dtype)
+        w = _weights_for(sample_weight, rows)
+        need = work_size(sizes, chunk)
+        if work is None:
+            work = np.empty(need, dtype=params.dtype)
+        elif (not isinstance(work, np.ndarray) or work.dtype != params.dtype or work.ndim != 1
+              or work.size < need or not work.flags.c_contiguous or not work.flags.writeable):
+            raise ValueError(f"work must be a writeable, C-contiguous 1-D {params.dtype} array "
+                             f"of at least {need} entries")
+        return self._loss_gradient(X, y, Y, w, params, grads, sizes, act, outk, float(l2),
+                                   chunk, work)
+
+    def _loss_gradient(self, X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
+        data, penalty = self._core.loss_gradient(X, y, Y, w, params, grads, sizes, act,
+                                                 output, l2, chunk, work)
+        return float(data), float(penalty)
 
 
-DOCS = {
-    "linear": "out = X @ W + b, with W of shape (n_in, n_out).",
-    "linear_sigmoid": "out = sigmoid(X @ W + b), the activation fused onto the product.",
-    "linear_tanh": "out = tanh(X @ W + b), the activation fused onto the product.",
-    "linear_relu": "out = max(X @ W + b, 0), the activation fused onto the product (NaN stays NaN).",
-    "sigmoid_backward": "out = dA * A * (1 - A), from the sigmoid's output A.",
-    "tanh_backward": "out = dA * (1 - A**2), from the tanh's output A.",
-    "relu_backward": "out = dA where A > 0, else 0, from the ReLU's output A.",
-    "softmax": "Row-wise softmax, exp(Z - max) / sum: finite for any finite logits.",
-    "log_softmax": "Row-wise log-softmax, Z - max - log(sum(exp(Z - max))).",
-    "cross_entropy": ("Mean cross-entropy of logits Z (n, k) against integer labels y (n,), "
-                      "by log-sum-exp; a float accumulated in float64."),
-    "cross_entropy_backward": "out = (softmax(Z) - onehot(y)) / n: the gradient of cross_entropy.",
-    "squared_error": "Mean over rows of 0.5 * sum((Z - Y)**2); a float accumulated in float64.",
-    "squared_error_backward": "out = (Z - Y) / n: the gradient of squared_error.",
-    "sgd_update": ("In place: velocity = momentum * velocity - lr * grads, then params += "
-                   "velocity (Nesterov: params += momentum * velocity - lr * grads). "
-                   "Returns params."),
-    "adam_update": ("In place Adam step number ``step`` (>= 1, counting this one) with bias "
-                    "correction; m and v are the moment estimates. Returns params."),
-    "forward": ("Network output for the rows of X, parameters packed flat as [W0, b0, W1, b1, "
-                "...] for layer widths ``sizes``: probabilities (output='softmax') or values "
-                "(output='squared'). ``work``: scratch of 2 x rows x widest hidden layer "
-                "entries (allocated when not given)."),
-    "train_epoch": ("One epoch of minibatch training over the rows of X in ``order``: forward, "
-                    "loss, backward and optimiser update for every batch, parameters, "
-                    "gradients and optimiser state flat and updated in place, ``work`` scratch "
-                    "of work_size(sizes, batch_size) entries. ``target`` holds integer labels "
-                    "(softmax output) or a 2-D array of values (squared output). Returns "
-                    "(mean loss, step, rows done); rows done < len(order) means a batch's loss "
-                    "was not finite and training stopped before its update."),
-    "work_size": "Length of the ``work`` array that ``train_epoch`` needs.",
-}
+def _distinct(*arrays):
+    """The arrays, each once (the SGD solver passes one state array twice)."""
+    seen = []
+    for a in arrays:
+        if not any(a is b for b in seen):
+            seen.append(a)
+    return seen
+
+
+#: The public kernels by name, as the methods above.
+NAMES = tuple(name for name in vars(Kernels) if not name.startswith("_"))

@@ -1,19 +1,18 @@
 """NumPy kernels: the same functions as ``numba_core``, as array expressions.
 
-Every function has the signature of its compiled twin and writes into the
-``out`` arrays it is given. ``train_epoch`` is the same algorithm as the
-compiled one, a Python loop over minibatches. The two modules are each other's
-test oracle.
+Every function here has the signature of its compiled twin and writes into
+the arrays it is given. ``train_epoch`` and ``loss_gradient`` are the same
+algorithms as the compiled ones, Python loops over minibatches (or chunks).
+The two modules are each other's test oracle.
+
+X is a C-contiguous 2-D array or a CSR triple ``(data, indices, indptr)``,
+whose products go through scipy.sparse (without densifying X).
 """
 
 import numpy as np
 
+from .codes import ADAM, IDENTITY, LOGISTIC, POISSON, RELU, SIGMOID, SOFTMAX, SQUARED, TANH
 from .config import PREDICT_CHUNK
-
-IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
-SOFTMAX, SQUARED = 0, 1
-SGD, ADAM = 0, 1
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # Adam
 
 
 # -------------------------------------------------------------- activations
@@ -31,100 +30,98 @@ def _tanh(z, out):
 
 
 def _relu(z, out):
-    # keeps NaN (np.maximum propagates it)
-    np.maximum(z, 0, out=out)
+    np.maximum(z, 0, out=out)  # keeps NaN
 
 
 _ACTIVATE = {SIGMOID: _sigmoid, TANH: _tanh, RELU: _relu}
 
 
-def bias_act_rows(Z, b, act, r0, r1):
-    """Z[r] = f(Z[r] + b) in place for rows r0..r1-1."""
-    rows = Z[r0:r1]
-    rows += b
-    if act in _ACTIVATE:
-        _ACTIVATE[act](rows, rows)
-
-
 def linear(X, W, b, act, out):
     """out = f(X @ W + b)."""
     np.matmul(X, W, out=out)
-    bias_act_rows(out, b, act, 0, out.shape[0])
-
-
-def act_backward_rows(A, dA, act, out, r0, r1):
-    """out = dA * f'(.) from the activation output A, rows r0..r1-1."""
-    a, d, o = A[r0:r1], dA[r0:r1], out[r0:r1]
-    if act == RELU:
-        np.multiply(d, a > 0, out=o)
-    elif act == SIGMOID:
-        np.multiply(d, a * (1 - a), out=o)
-    elif act == TANH:
-        np.multiply(d, 1 - a * a, out=o)
-    else:
-        o[...] = d
+    out += b
+    if act in _ACTIVATE:
+        _ACTIVATE[act](out, out)
 
 
 def act_backward(A, dA, act, out):
-    act_backward_rows(A, dA, act, out, 0, A.shape[0])
+    """out = dA * f'(.) from the activation output A (out may be dA)."""
+    if act == RELU:
+        np.multiply(dA, A > 0, out=out)
+    elif act == SIGMOID:
+        np.multiply(dA, A * (1 - A), out=out)
+    elif act == TANH:
+        np.multiply(dA, 1 - A * A, out=out)
+    elif out is not dA:
+        out[...] = dA
 
 
-# --------------------------------------------------- softmax and the losses
-def _shifted_logsum(Z):
-    """(Z - row max, log of the row sums of exp(Z - max) in float64)."""
-    shifted = Z - Z.max(axis=1, keepdims=True)
-    return shifted, np.log(np.exp(shifted.astype(np.float64)).sum(axis=1))
+# ------------------------------------------------------------ output layers
+def _rows(order, start, m):
+    """The data rows of a batch: order[start:start + m], or start..start+m-1."""
+    return np.arange(start, start + m) if order.shape[0] == 0 else order[start : start + m]
 
 
 def softmax(Z, out):
-    top = Z.max(axis=1, keepdims=True)
-    np.subtract(Z, top, out=out)
+    """Row-wise softmax (out may be Z)."""
+    np.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=1, keepdims=True)
 
 
+def _shifted_logsum(Z):
+    """(Z - row max in float64, log of the row sums of exp(Z - max))."""
+    shifted = Z.astype(np.float64) - Z.max(axis=1, keepdims=True)
+    return shifted, np.log(np.exp(shifted).sum(axis=1))
+
+
 def log_softmax(Z, out):
-    # (z - max) - log s, in float64 before rounding: exact next to huge logits
+    """Row-wise log-softmax, (z - max) - log(sum(exp(z - max)))."""
     shifted, log_s = _shifted_logsum(Z)
     np.subtract(shifted, log_s[:, None], out=out, casting="same_kind")
 
 
-def _rows(order, start, m, n):
-    return np.arange(m) if order.shape[0] == 0 else order[start : start + m]
+def _softplus(v):
+    """log(1 + exp(v)), finite for any finite v (float64)."""
+    return np.maximum(v, 0.0) + np.log1p(np.exp(-np.abs(v)))
 
 
-def cross_entropy_rows(Z, y, order, start, scale, P, D):
-    """Softmax + cross-entropy + its gradient for one batch, fused.
+def output_rows(Z, y, Y, w, order, start, scale, output, D):
+    """The output layer of one batch, fused with its loss and its delta.
 
-    Row i's label is y[order[start + i]] (y[i] when ``order`` is empty).
-    P = softmax(Z) row-wise (P may be Z itself); D = (P - onehot) * scale.
-    Returns the summed loss of the rows in float64.
+    Z (m x k) holds the logits and is replaced by the output (softmax,
+    sigmoid, exp or the identity); D = w[r] * (output - target) * scale; the
+    return value is the weighted sum over rows of each row's loss in float64
+    (see the compiled twin for the four losses).
     """
-    rows = np.arange(Z.shape[0])
-    labels = y[_rows(order, start, Z.shape[0], y.shape[0])]
-    shifted, log_s = _shifted_logsum(Z)
-    total = float(np.sum(log_s - shifted[rows, labels]))
-    softmax(Z, P)
-    p_label = P[rows, labels].astype(np.float64)  # read before D is written: P may be D
-    np.multiply(P, scale, out=D)
-    D[rows, labels] = (p_label - 1.0) * scale
-    return total
-
-
-def cross_entropy_sum(Z, y):
-    shifted, log_s = _shifted_logsum(Z)
-    return float(np.sum(log_s - shifted[np.arange(Z.shape[0]), y]))
-
-
-def squared_error_rows(Z, Y, order, start, scale, D):
-    """D = (Z - T) * scale; returns the sum of 0.5 * (Z - T)**2 in float64.
-
-    Row i's target T[i] is Y[order[start + i]] (Y[i] when ``order`` is empty).
-    """
-    T = Y[_rows(order, start, Z.shape[0], Y.shape[0])]
-    err = Z.astype(np.float64) - T
-    np.multiply(err, scale, out=D)
-    return 0.5 * float(np.sum(err * err))
+    m, k = Z.shape
+    rows = _rows(order, start, m)
+    wr = w[rows] if w.shape[0] else np.ones(m)
+    if output == SOFTMAX:
+        labels = y[rows]
+        shifted, log_s = _shifted_logsum(Z)
+        losses = log_s - shifted[np.arange(m), labels]
+        softmax(Z, Z)
+        T = np.zeros((m, k))
+        T[np.arange(m), labels] = 1.0
+    else:
+        T = Y[rows].astype(np.float64)
+        z = Z.astype(np.float64)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if output == SQUARED:
+                P = z
+                losses = 0.5 * ((z - T) ** 2).sum(axis=1)
+            elif output == LOGISTIC:
+                P = 1.0 / (1.0 + np.exp(-z))
+                losses = (_softplus(z) - T * z).sum(axis=1)
+            else:  # POISSON
+                P = np.exp(z)
+                tlogt = np.where(T > 0, T * np.log(np.where(T > 0, T, 1.0)), 0.0)
+                losses = (tlogt - T * z - T + P).sum(axis=1)
+        Z[...] = P
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.multiply(Z - T, (wr * scale)[:, None], out=D, casting="same_kind")
+        return float(np.dot(wr, losses))
 
 
 # --------------------------------------------------------------- optimisers
@@ -134,208 +131,269 @@ def _finite(*arrays, like):
     return all(bool(np.all(np.abs(a) <= limit)) for a in arrays)
 
 
-def sgd_check(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1):
-    """First half of an SGD step on entries i0..i1-1: adds the L2 term
-    ``decay * params`` to ``grads``, stores nothing else, and returns (whether
-    every new value would be finite in the dtype, sum of the new params**2)."""
+def sgd_step(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1):
+    """One SGD step on entries i0..i1-1: grads += decay * params (the L2 term,
+    kept in ``grads``), velocity = momentum * velocity - lr * grads, params +=
+    velocity (Nesterov: params += momentum * velocity - lr * grads). Returns
+    (whether every new value is finite in the dtype, sum of the new params**2)."""
     p, g, v = params[i0:i1], grads[i0:i1], velocity[i0:i1]
     g += decay * p
     new_v = momentum * v - lr * g
     new_p = p + (momentum * new_v - lr * g if nesterov else new_v)
-    return _finite(new_v, new_p, like=params), float(np.dot(new_p, new_p))
-
-
-def sgd_apply(params, grads, velocity, lr, momentum, nesterov, i0, i1):
-    """velocity = momentum * velocity - lr * grads; params += velocity
-    (Nesterov: params += momentum * velocity - lr * grads), entries i0..i1-1."""
-    p, g, v = params[i0:i1], grads[i0:i1], velocity[i0:i1]
-    v *= momentum
-    v -= lr * g
-    p += momentum * v - lr * g if nesterov else v
+    ok = _finite(new_v, new_p, like=params)
+    v[...] = new_v
+    p[...] = new_p
+    return ok, float(np.dot(new_p.astype(np.float64), new_p))
 
 
 def adam_rate(lr, beta1, beta2, step):
-    """Adam's step size with both bias corrections folded in."""
+    """Adam's step size for update number ``step`` (>= 1), both bias
+    corrections folded in."""
     return lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
 
 
-def _adam_moments(grads, m1, m2, beta1, beta2):
-    return beta1 * m1 + (1.0 - beta1) * grads, beta2 * m2 + (1.0 - beta2) * (grads * grads)
-
-
-def adam_check(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
-    """First half of an Adam step; see ``sgd_check``."""
+def adam_step(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
+    """One Adam step on entries i0..i1-1 (``rate`` from ``adam_rate``), the L2
+    term added to ``grads`` first; returns what ``sgd_step`` does."""
     p, g = params[i0:i1], grads[i0:i1]
     g += decay * p
-    a, b = _adam_moments(g, m1[i0:i1], m2[i0:i1], beta1, beta2)
+    a = beta1 * m1[i0:i1] + (1.0 - beta1) * g
+    b = beta2 * m2[i0:i1] + (1.0 - beta2) * (g * g)
     new_p = p - rate * a / (np.sqrt(b) + eps)
-    return _finite(a, b, new_p, like=params), float(np.dot(new_p, new_p))
-
-
-def adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps, i0, i1):
-    """Adam's moment updates and step (``rate`` from ``adam_rate``), entries i0..i1-1."""
-    a, b = _adam_moments(grads[i0:i1], m1[i0:i1], m2[i0:i1], beta1, beta2)
+    ok = _finite(a, b, new_p, like=params)
     m1[i0:i1] = a
     m2[i0:i1] = b
-    params[i0:i1] -= rate * a / (np.sqrt(b) + eps)
+    p[...] = new_p
+    return ok, float(np.dot(new_p.astype(np.float64), new_p))
 
 
 def sgd_update(params, grads, velocity, lr, momentum, nesterov):
-    sgd_apply(params, grads, velocity, lr, momentum, nesterov, 0, params.shape[0])
+    sgd_step(params, grads, velocity, lr, momentum, nesterov, 0.0, 0, params.shape[0])
 
 
 def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
-    rate = adam_rate(lr, beta1, beta2, step)
-    adam_apply(params, grads, m1, m2, rate, beta1, beta2, eps, 0, params.shape[0])
+    adam_step(params, grads, m1, m2, adam_rate(lr, beta1, beta2, step), beta1, beta2, eps,
+              0.0, 0, params.shape[0])
 
 
-def update(params, grads, state1, state2, sizes, solver, lr, momentum, nesterov, decay, step):
-    """One optimiser step over every layer, the L2 term ``decay * W`` added to
-    the weights' gradients, applied only if every new value is finite.
-
-    Returns (applied, sum of the new weights**2): the next batch's L2 loss.
-    """
-    rate = adam_rate(lr, BETA1, BETA2, step + 1)
-    ok, sq, off = True, 0.0, 0
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        nw = int(n_in * n_out)
-        for lo, hi, dec in ((off, off + nw, decay), (off + nw, off + nw + int(n_out), 0.0)):
-            if solver == ADAM:
-                good, part = adam_check(params, grads, state1, state2, rate, BETA1, BETA2, EPS,
-                                        dec, lo, hi)
-            else:
-                good, part = sgd_check(params, grads, state1, lr, momentum, nesterov, dec, lo, hi)
-            ok = ok and good
-            sq += part if dec > 0 else 0.0
-        off += nw + int(n_out)
-    if not ok:
-        return False, sq
+def _update_layer(params, grads, state1, state2, lo, mid, hi, solver, lr, momentum, nesterov,
+                  beta1, beta2, eps, rate, decay):
+    """One optimiser step on a layer: W = params[lo:mid] with the L2 term, b =
+    params[mid:hi] without. Returns (all new values finite, sum of new W**2)."""
     if solver == ADAM:
-        adam_apply(params, grads, state1, state2, rate, BETA1, BETA2, EPS, 0, params.shape[0])
+        ok_w, sq = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, decay,
+                             lo, mid)
+        ok_b, _ = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, 0.0,
+                            mid, hi)
     else:
-        sgd_apply(params, grads, state1, lr, momentum, nesterov, 0, params.shape[0])
-    return True, sq
+        ok_w, sq = sgd_step(params, grads, state1, lr, momentum, nesterov, decay, lo, mid)
+        ok_b, _ = sgd_step(params, grads, state1, lr, momentum, nesterov, 0.0, mid, hi)
+    return ok_w and ok_b, sq
 
 
-# ---------------------------------------------------------- network forward
-def _weights(params, sizes, layer):
-    """Views of layer ``layer``'s W (n_in, n_out) and b (n_out) in ``params``."""
-    off = int(np.sum((sizes[:layer] + 1) * sizes[1 : layer + 1]))
-    n_in, n_out = int(sizes[layer]), int(sizes[layer + 1])
-    W = params[off : off + n_in * n_out].reshape(n_in, n_out)
-    b = params[off + n_in * n_out : off + (n_in + 1) * n_out]
-    return W, b
+# --------------------------------------------------- layout and the network
+def _layers(sizes):
+    """Start of each layer's W and b in the flat parameter vector."""
+    counts = np.stack([sizes[:-1] * sizes[1:], sizes[1:]], axis=1).reshape(-1)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
-def forward(X, params, sizes, act, output, buf_a, buf_b, out):
-    """Network output for the rows of X: probabilities (softmax) or values."""
-    m = X.shape[0]
+def _weights(params, sizes, offs, l):
+    """Views of layer l's W (n_in, n_out) and b (n_out) in ``params``."""
+    W = params[offs[2 * l] : offs[2 * l + 1]].reshape(int(sizes[l]), int(sizes[l + 1]))
+    return W, params[offs[2 * l + 1] : offs[2 * l + 2]]
+
+
+def _matrix(X, n_cols):
+    """A dense array as it is; a CSR triple as a scipy.sparse matrix."""
+    if isinstance(X, np.ndarray):
+        return X
+    import scipy.sparse
+
+    data, indices, indptr = X
+    return scipy.sparse.csr_matrix((data, indices, indptr), shape=(indptr.shape[0] - 1, n_cols))
+
+
+def _n_rows(X):
+    return X.shape[0] if isinstance(X, np.ndarray) else X[2].shape[0] - 1
+
+
+def _forward_rows(A0, params, sizes, offs, act, out):
+    """Every layer's activation for the input rows A0 (dense or sparse); the
+    last layer's logits go to ``out``. Returns the list [A0, A1, ..., out]."""
     L = sizes.shape[0] - 1
-    prev = X
+    acts = [A0]
     for l in range(L):
-        W, b = _weights(params, sizes, l)
-        n_out = int(sizes[l + 1])
+        W, b = _weights(params, sizes, offs, l)
         if l == L - 1:
             dst = out
         else:
-            dst = (buf_a if l % 2 == 0 else buf_b)[: m * n_out].reshape(m, n_out)
-        linear(prev, W, b, act if l < L - 1 else IDENTITY, dst)
-        prev = dst
+            dst = np.empty((A0.shape[0], int(sizes[l + 1])), dtype=params.dtype)
+        if isinstance(acts[-1], np.ndarray):
+            linear(acts[-1], W, b, act if l < L - 1 else IDENTITY, dst)
+        else:  # sparse rows: scipy's product, then bias and f
+            dst[...] = acts[-1] @ W
+            linear_bias_act(dst, b, act if l < L - 1 else IDENTITY)
+        acts.append(dst)
+    return acts
+
+
+def linear_bias_act(Z, b, act):
+    """Z = f(Z + b) in place."""
+    Z += b
+    if act in _ACTIVATE:
+        _ACTIVATE[act](Z, Z)
+
+
+def _output_only(out, output):
     if output == SOFTMAX:
         softmax(out, out)
+    elif output == LOGISTIC:
+        _sigmoid(out, out)
+    elif output == POISSON:
+        with np.errstate(over="ignore"):
+            np.exp(out, out=out)
 
 
-def _first_nonfinite_row(A):
+def forward(X, params, sizes, act, output, buf_a, buf_b, out):
+    """Network output for the rows of dense X (buf_a, buf_b: scratch, unused here)."""
+    _forward_rows(X, params, sizes, _layers(sizes), act, out)
+    _output_only(out, output)
+
+
+def _first_nonfinite(A):
     """The first row of 2-D ``A`` holding NaN or inf, or -1."""
     ok = np.isfinite(A).all(axis=1)
     return -1 if ok.all() else int(np.argmin(ok))
 
 
 def predict_rows(X, params, sizes, act, output):
-    """``forward`` over all rows of X in chunks, allocating its own output and
-    scratch. Returns (out, labels, bad): labels is each row's argmax (the class
-    code under a softmax output), bad the first row whose input or output is
-    not finite (-1: none)."""
-    m = X.shape[0]
-    widest = int(sizes[1:-1].max()) if sizes.shape[0] > 2 else 1
-    out = np.empty((m, int(sizes[-1])), dtype=X.dtype)
-    bad = _first_nonfinite_row(X)
+    """The network's output for every row of X (dense or CSR) in chunks.
+    Returns (out, labels, bad) like the compiled twin."""
+    M = _matrix(X, int(sizes[0]))
+    m = M.shape[0]
+    out = np.empty((m, int(sizes[-1])), dtype=params.dtype)
+    data = M if isinstance(M, np.ndarray) else M.data[None, :]
+    bad = _first_nonfinite(data) if data.size else -1
     if bad >= 0:
+        if not isinstance(M, np.ndarray):  # the row that holds the bad stored value
+            bad = int(np.searchsorted(M.indptr, np.argmin(np.isfinite(M.data)), side="right")) - 1
         return out, np.zeros(m, dtype=np.int64), bad
-    chunk = min(m, PREDICT_CHUNK)
-    buf_a = np.empty(chunk * widest, dtype=X.dtype)
-    buf_b = np.empty(chunk * widest, dtype=X.dtype)
+    offs = _layers(sizes)
     with np.errstate(over="ignore", invalid="ignore"):  # reported through ``bad``
-        for r0 in range(0, m, chunk):
-            r1 = min(m, r0 + chunk)
-            forward(X[r0:r1], params, sizes, act, output, buf_a, buf_b, out[r0:r1])
-    return out, np.argmax(out, axis=1).astype(np.int64), _first_nonfinite_row(out)
+        for r0 in range(0, m, PREDICT_CHUNK):
+            block = out[r0 : r0 + PREDICT_CHUNK]
+            _forward_rows(M[r0 : r0 + PREDICT_CHUNK], params, sizes, offs, act, block)
+            _output_only(block, output)
+    return out, np.argmax(out, axis=1).astype(np.int64), _first_nonfinite(out)
 
 
-# -------------------------------------------------------------- whole epoch
-def _offsets(sizes, batch_size):
-    """Start of each block in the epoch's work array (see ``work_size``)."""
-    blocks = np.concatenate([sizes, [sizes[1:].max()]]) * batch_size
-    return np.concatenate([[0], np.cumsum(blocks)])
+# ----------------------------------------------------------------- training
+def _batch_weight(w, rows):
+    return float(len(rows)) if w.shape[0] == 0 else float(np.sum(w[rows]))
 
 
-def train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act, output,
-                solver, lr, momentum, nesterov, l2, batch_size, work):
-    """One epoch of minibatch training. Returns (mean loss, step, rows done).
-    A batch whose loss, or any new parameter or optimiser value, is not finite
-    stops the epoch before its update: everything stays finite."""
-    with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are checked below
-        return _train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act,
-                            output, solver, lr, momentum, nesterov, l2, batch_size, work)
+def _penalty_squares(params, sizes, offs):
+    return sum(float(np.dot(W.ravel().astype(np.float64), W.ravel()))
+               for W, _ in (_weights(params, sizes, offs, l) for l in range(len(sizes) - 1)))
 
 
-def _train_epoch(X, y, Y, order, params, grads, state1, state2, step, sizes, act, output,
-                 solver, lr, momentum, nesterov, l2, batch_size, work):
+def _backward(acts, D, params, sizes, offs, act, l, gW, gb):
+    """Layer l's gradient into gW and gb from its delta D; returns the delta of
+    layer l - 1 (from the current, not yet updated, W), or None for l = 0."""
+    A = acts[l]
+    gW[...] = A.T @ D
+    np.sum(D, axis=0, out=gb)
+    if l == 0:
+        return None
+    W, _ = _weights(params, sizes, offs, l)
+    nxt = D @ W.T
+    act_backward(A, nxt, act, nxt)
+    return nxt
+
+
+def train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+                solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """One epoch of minibatch training: the compiled twin's algorithm. Returns
+    (data loss, penalty, step, rows done)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are checked
+        return _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act,
+                            output, solver, lr, momentum, nesterov, beta1, beta2, eps, l2,
+                            batch_size)
+
+
+def _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+                 solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size):
     n = order.shape[0]
-    if n == 0:
-        return np.nan, step, 0
     L = sizes.shape[0] - 1
-    offs = _offsets(sizes, batch_size)
-    layers = [_weights(params, sizes, l) for l in range(L)]
-    grad_views = [_weights(grads, sizes, l) for l in range(L)]
-    total = 0.0
+    offs = _layers(sizes)
+    M = _matrix(X, int(sizes[0]))
+    data_total = penalty_total = 0.0
+    sq = -1.0
     for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-
-        def block(i, width):
-            return work[offs[i] : offs[i] + m * width].reshape(m, width)
-
-        acts = [block(0, sizes[0])]
-        np.take(X, order[start : start + m], axis=0, out=acts[0])
-        for l, (W, b) in enumerate(layers):
-            A = block(l + 1, sizes[l + 1])
-            linear(acts[-1], W, b, act if l < L - 1 else IDENTITY, A)
-            acts.append(A)
-        D = block(L + 1, sizes[L])
-        scale = 1.0 / m
-        if output == SOFTMAX:
-            loss = cross_entropy_rows(acts[-1], y, order, start, scale, acts[-1], D)
-        else:
-            loss = squared_error_rows(acts[-1], Y, order, start, scale, D)
+        rows = order[start : start + batch_size]
+        m = rows.shape[0]
+        weight = _batch_weight(w, rows)
+        if weight == 0.0:
+            continue
+        out = np.empty((m, int(sizes[L])), dtype=params.dtype)
+        acts = _forward_rows(M[rows], params, sizes, offs, act, out)
+        scale = 1.0 / weight
+        D = np.empty_like(out)
+        data = output_rows(out, y, Y, w, order, start, scale, output, D)
+        penalty = 0.0
         if l2 > 0:
-            loss += 0.5 * l2 * sum(float(np.dot(W.ravel().astype(np.float64), W.ravel()))
-                                   for W, _ in layers)
-        if not np.isfinite(loss):
-            return np.nan, step, start
-        total += loss
-        cur = 0
+            if sq < 0:
+                sq = _penalty_squares(params, sizes, offs)
+            penalty = 0.5 * l2 * sq
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, start
+        data_total += data * m * scale
+        penalty_total += penalty * m * scale
+        rate = adam_rate(lr, beta1, beta2, step + 1)
+        ok, sq_new = True, 0.0
         for l in range(L - 1, -1, -1):
-            (W, _), (gW, gb) = layers[l], grad_views[l]
-            D = block(L + 1 + cur, sizes[l + 1])
-            np.matmul(acts[l].T, D, out=gW)  # the L2 term is added in ``update``
-            np.sum(D, axis=0, out=gb)
-            if l > 0:
-                nxt = block(L + 2 - cur, sizes[l])
-                np.matmul(D, W.T, out=nxt)
-                act_backward_rows(acts[l], nxt, act, nxt, 0, m)
-                cur = 1 - cur
-        if not update(params, grads, state1, state2, sizes, solver, lr, momentum, nesterov,
-                      l2 * scale, step)[0]:
-            return np.nan, step, start
+            gW, gb = _weights(grads, sizes, offs, l)
+            D = _backward(acts, D, params, sizes, offs, act, l, gW, gb)
+            good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
+                                       offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
+                                       nesterov, beta1, beta2, eps, rate, l2 * scale)
+            ok = ok and good
+            sq_new += part
+        if not ok:
+            return np.nan, np.nan, step, start
+        sq = sq_new
         step += 1
-    return total / n, step, n
+    return data_total, penalty_total, step, n
+
+
+def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
+    """The loss of the whole data set and its gradient (the compiled twin's
+    algorithm, ``chunk`` rows at a time). Returns (data loss, penalty)."""
+    L = sizes.shape[0] - 1
+    offs = _layers(sizes)
+    M = _matrix(X, int(sizes[0]))
+    n = M.shape[0]
+    rows_all = np.empty(0, dtype=np.int64)
+    weight = _batch_weight(w, np.arange(n))
+    scale = 1.0 / weight if weight > 0 else 0.0
+    data = 0.0
+    grads[...] = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            out = np.empty((m, int(sizes[L])), dtype=params.dtype)
+            acts = _forward_rows(M[start : start + m], params, sizes, offs, act, out)
+            D = np.empty_like(out)
+            data += output_rows(out, y, Y, w, rows_all, start, scale, output, D)
+            for l in range(L - 1, -1, -1):
+                gW = np.empty((int(sizes[l]), int(sizes[l + 1])), dtype=params.dtype)
+                gb = np.empty(int(sizes[l + 1]), dtype=params.dtype)
+                D = _backward(acts, D, params, sizes, offs, act, l, gW, gb)
+                GW, Gb = _weights(grads, sizes, offs, l)
+                GW += gW
+                Gb += gb
+        for l in range(L):
+            GW, _ = _weights(grads, sizes, offs, l)
+            GW += l2 * scale * _weights(params, sizes, offs, l)[0]
+    return data * scale, 0.5 * l2 * _penalty_squares(params, sizes, offs) * scale
