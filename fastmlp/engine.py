@@ -242,12 +242,16 @@ class Engine:
         act, output, solver = (ACTIVATIONS[net.activation], OUTPUTS[net.output],
                                SOLVERS[net.solver])
         stopped = False
+        self._report("start", max_iter=1 if incremental else s.max_iter, rows=data.n,
+                     incremental=incremental)
         try:
             stopped = self._epochs(data, s, validation, incremental, kern, batch, work,
                                    act, output, solver)
         except KeyboardInterrupt:
             if not self._interrupted():
                 raise
+        finally:
+            self._report("end", stopped=stopped)
         if validation is not None and not incremental and self._best_params is not None:
             np.copyto(net.params, self._best_params)
         return stopped
@@ -268,7 +272,7 @@ class Engine:
                 if done < data.n:
                     raise DivergenceError(self._divergence_message(data, order, done, s))
                 net.step = step
-                loss = (data_loss * s.loss_scale + penalty) / data.n
+                loss = np.float64((data_loss * s.loss_scale + penalty) / data.n)
                 self.n_iter_ += 1
                 self.t_ += data.n
                 self.loss_ = loss
@@ -370,7 +374,7 @@ class Engine:
             raise DivergenceError("L-BFGS produced non-finite weights; scale the inputs "
                                   "(their largest magnitude decides the first steps)")
         net.params[packed] = result.x
-        self.loss_ = float(result.fun)
+        self.loss_ = np.float64(result.fun)
         return result
 
     # ----------------------------------------------------------- prediction
@@ -407,4 +411,7 @@ class Engine:
         raise NotImplementedError
 
     def _report(self, event, **info):
-        """Progress: 'epoch' after each epoch, 'stall' when the stopping rule fires."""
+        """Progress of ``_train``: 'start' (max_iter, rows, incremental) before the
+        first epoch, 'epoch' (epoch, loss, score, seconds, max_iter) after each,
+        'stall' (validation, tol, n_iter_no_change, lr, stopping) when the
+        stopping rule fires, 'end' (stopped) when training ends, normally or not."""

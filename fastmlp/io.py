@@ -62,7 +62,8 @@ member                  contents
 The header is a JSON object with the keys ``format`` (``"fastmlp-mlp"``),
 ``version`` (``2``), ``fastmlp_version`` and ``numpy_version`` (the writer's,
 for information), ``arrays`` (the member names, sorted), ``classes_object``
-(``classes_`` was an object array of ``str``) and ``values``: the model's
+(``classes_`` was an object array of ``str``), ``extra`` (the JSON values of
+``save``'s ``extra``; its arrays are the members ``extra.<name>``) and ``values``: the model's
 state values (``MLP._state()``) as JSON. JSON numbers, strings, booleans and
 null stand for themselves; tagged objects stand for other values:
 ``{"__tuple__": [...]}`` a tuple, ``{"__float__": "nan"}`` a non-finite
@@ -114,7 +115,9 @@ _HEADER = "__fastmlp__"
 _ZIP_MAGIC = b"PK\x03\x04"
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _LABEL_KINDS = "biufUSmM"
-#: Members a version 2 file may hold.
+#: Prefix of the members that hold arrays of ``extra``.
+_EXTRA = "extra."
+#: Members a version 2 file may hold (besides extras).
 _MEMBERS = ("params", "sizes", "state1", "state2", "loss_curve", "validation_scores",
             "classes")
 
@@ -124,13 +127,16 @@ class ModelFileError(ValueError):
 
 
 # ---------------------------------------------------------------------- save
-def save(model, path):
+def save(model, path, *, extra=None):
     """Write the fitted ``model`` to the file ``path`` (exactly that name), atomically.
 
-    See the module docstring for the format and for what happens on failure.
-    Returns ``path`` as a ``str``. Raises ``NotFittedError`` if the model was
-    never fitted and ``TypeError`` if its labels or hyper-parameters cannot be
-    stored without pickle.
+    ``extra``: a dict of more things to keep in the file, name -> a JSON-ready
+    value (numbers, strings, booleans, None, lists, tuples, dicts with string
+    keys) or a numeric or string array; ``load(path, extra=True)`` gives it
+    back. See the module docstring for the format and for what happens on
+    failure. Returns ``path`` as a ``str``. Raises ``NotFittedError`` if the
+    model was never fitted and ``TypeError`` if its labels, hyper-parameters or
+    extras cannot be stored without pickle.
     """
     from .model import MLP
 
@@ -141,13 +147,24 @@ def save(model, path):
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    _write_atomic(path, _pack(*model._state()))
+    _write_atomic(path, _pack(*model._state(), extra or {}))
     return path
 
 
-def _pack(values, arrays):
+def _pack(values, arrays, extra):
     """The archive's members: the header (as uint8) and the arrays."""
     arrays = dict(arrays)
+    extra_values = {}
+    for name, value in extra.items():
+        if not isinstance(name, str) or not name or name.startswith("__"):
+            raise TypeError(f"extra names must be non-empty strings, got {name!r}")
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in _LABEL_KINDS:
+                raise TypeError(f"cannot save extra {name!r}: arrays of dtype {value.dtype} "
+                                "have no pickle-free form")
+            arrays[_EXTRA + name] = value
+        else:
+            extra_values[name] = _encode(value, f"extra {name}")
     classes_object = False
     if "classes" in arrays:
         arrays["classes"], classes_object = _pack_classes(arrays["classes"])
@@ -160,6 +177,7 @@ def _pack(values, arrays):
         "arrays": sorted(arrays),
         "classes_object": classes_object,
         "values": {key: _encode(value, key, rng) for key, value in values.items()},
+        "extra": extra_values,
     }
     text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
     members = {_HEADER: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
@@ -276,11 +294,12 @@ def _fsync_directory(directory):
 
 
 # ---------------------------------------------------------------------- load
-def load(path, *, cls=None):
+def load(path, *, cls=None, extra=False):
     """Read a model written by ``save`` from the file ``path`` (exactly that name).
 
     ``cls`` is the class to build (default ``fastmlp.MLP``; ``MLP.load`` passes
-    its own class). Raises ``FileNotFoundError`` for a missing file and
+    its own class). With ``extra=True`` returns (model, the ``extra`` dict it was
+    saved with, empty for files without). Raises ``FileNotFoundError`` for a missing file and
     ``ModelFileError`` (a ``ValueError``) naming the problem for any file that
     is not an intact fastmlp model file of a version this fastmlp reads. Never
     unpickles anything.
@@ -294,12 +313,19 @@ def load(path, *, cls=None):
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     header, arrays = _read(path)
+    extras = {name[len(_EXTRA):]: arrays.pop(name) for name in list(arrays)
+              if name.startswith(_EXTRA)}
+    encoded = header.get("extra", {})
+    if not isinstance(encoded, dict):
+        raise _fail(path, "the header has no valid 'extra' entry")
+    extras.update({name: _decode(value, path) for name, value in encoded.items()})
     values, arrays = (_from_version_1 if header["version"] == 1 else _from_version_2)(
         header, arrays, path)
     try:
-        return cls._from_state(values, arrays)
+        model = cls._from_state(values, arrays)
     except (ValueError, TypeError, KeyError) as exc:
         raise _fail(path, f"invalid model: {exc}") from None
+    return (model, extras) if extra else model
 
 
 def _fail(path, message):

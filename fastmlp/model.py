@@ -396,16 +396,17 @@ class MLP(Engine):
         model._lr = None
         model._best_params = None
         if net.solver in STOCHASTIC:
-            model.loss_curve_ = [float(v) for v in arrays["loss_curve"]]
+            model.loss_curve_ = list(np.asarray(arrays["loss_curve"], dtype=np.float64))
             if values.get("loss") is not None:
-                model.loss_ = values["loss"]
-            model.best_loss_ = values.get("best_loss")
+                model.loss_ = np.float64(values["loss"])
+            best = values.get("best_loss")
+            model.best_loss_ = None if best is None else np.float64(best)
             model._no_improvement_count = values.get("no_improvement_count", 0)
             scores = arrays.get("validation_scores")
             model.validation_scores_ = None if scores is None else [float(v) for v in scores]
             model.best_validation_score_ = values.get("best_validation_score")
         elif values.get("loss") is not None:
-            model.loss_ = values["loss"]
+            model.loss_ = np.float64(values["loss"])
         if net.output == "softmax":
             classes = arrays.get("classes")
             if classes is None or classes.shape != (int(net.sizes[-1]),):

@@ -29,8 +29,9 @@ Extra parameters (after scikit-learn's):
 Requires scikit-learn (``pip install fastmlp[sklearn]``).
 """
 
+import contextlib
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
@@ -69,25 +70,33 @@ class _BaseMLP(Engine, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        hidden = self.hidden_layer_sizes
-        if not hasattr(hidden, "__iter__"):
-            hidden = [hidden]
-        hidden = list(hidden)
-        if np.any(np.array(hidden) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        first_pass = "_net" not in self.__dict__ or (not self.warm_start and not incremental)
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
-        sample_weight = self._with_class_weight(y, sample_weight)
-        if y.ndim == 1:
-            y = y.reshape((-1, 1))
-        n_features = X.shape[1]
-        layer_units = [n_features] + hidden + [y.shape[1]]
+        with _unchanged_on_error(self):  # a refused call changes nothing
+            hidden = self.hidden_layer_sizes
+            if not hasattr(hidden, "__iter__"):
+                hidden = [hidden]
+            hidden = list(hidden)
+            if np.any(np.array(hidden) <= 0):
+                raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+            if incremental and self.early_stopping:
+                raise ValueError("partial_fit does not support early_stopping=True")
+            first_pass = "_net" not in self.__dict__ or (not self.warm_start
+                                                         and not incremental)
+            X, y = self._validate_input(X, y, incremental, reset=first_pass)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X,
+                                                     ensure_non_negative=True)
+            sample_weight = self._with_class_weight(y, sample_weight)
+            if y.ndim == 1:
+                y = y.reshape((-1, 1))
+            layer_units = [X.shape[1]] + hidden + [y.shape[1]]
+            output = self._output(y)
+            if not first_pass:
+                # a warm-start fit may switch solvers (its optimiser starts afresh, as
+                # in scikit-learn); partial_fit continues the one it has
+                solver = self.solver if incremental else self._net.solver
+                self._check_layout(layer_units, _ACTIVATIONS[self.activation], output,
+                                   solver, self._net.dtype)
         self._random_state = check_random_state(self.random_state)
-        output = self._output(y)
         if first_pass:
             dtype = np.dtype(self.dtype) if self.dtype is not None else X.dtype
             params = self._initial_params(layer_units, dtype)
@@ -97,14 +106,8 @@ class _BaseMLP(Engine, BaseEstimator):
             self.n_outputs_ = y.shape[1]
             self.n_layers_ = len(layer_units)
             self.out_activation_ = _OUT_ACTIVATIONS[output]
-        else:
-            # a warm-start fit may switch solvers (its optimiser starts afresh, as in
-            # scikit-learn); partial_fit continues the one it has
-            solver = self.solver if incremental else self._net.solver
-            self._check_layout(layer_units, _ACTIVATIONS[self.activation], output, solver,
-                               self._net.dtype)
-            if not incremental:
-                self._net.reset_optimizer(self.solver)
+        elif not incremental:
+            self._net.reset_optimizer(self.solver)
         dtype = self._net.dtype
         if self.solver == "lbfgs":
             s = self._settings(X.shape[0], y.shape[1])
@@ -169,7 +172,7 @@ class _BaseMLP(Engine, BaseEstimator):
     def _data(self, X, y, sample_weight, dtype):
         """Data for the kernels: X in ``dtype`` (dense C-contiguous or CSR) and
         y in the output layer's terms."""
-        Xk = as_input(X, dtype)
+        Xk = as_input(X, dtype, convert=True)
         w = None if sample_weight is None else np.ascontiguousarray(sample_weight,
                                                                     dtype=np.float64)
         if y is None:
@@ -225,7 +228,7 @@ class _BaseMLP(Engine, BaseEstimator):
         """The network's output for X (validated as scikit-learn does)."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        return self._outputs(as_input(X, self._net.dtype))[0]
+        return self._outputs(as_input(X, self._net.dtype, convert=True))[0]
 
     def _predict_from(self, Xk):
         """Predictions for kernel input Xk (validation inside training): NaN
@@ -486,6 +489,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """The predicted values, (n_samples,) or (n_samples, n_outputs)."""
         check_is_fitted(self)
         return self._to_predictions(self._forward_pass_fast(X))
+
+
+@contextlib.contextmanager
+def _unchanged_on_error(estimator):
+    """Put the estimator's attributes back as they were if the block raises
+    (scikit-learn's validation sets some, e.g. ``n_features_in_``, as it goes)."""
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
 
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}

@@ -98,17 +98,20 @@ def work_size(sizes, batch_size):
     return rows * int(sizes.sum() + 2 * sizes[1:].max()) + layer
 
 
-def as_input(X, dtype, n_features=None):
+def as_input(X, dtype, n_features=None, convert=False):
     """X for the training and prediction kernels: a C-contiguous ``dtype``
     array, or a scipy.sparse matrix as a CSR triple (data in ``dtype``,
     indices and indptr as they are: repeated entries add up, as in scipy);
-    never densified."""
+    never densified. A dense X of another dtype is refused, or converted
+    when ``convert``."""
     if hasattr(X, "tocsr") and hasattr(X, "nnz"):
         csr = X.tocsr()
         if n_features is not None and csr.shape[1] != n_features:
             raise ValueError(f"X has {csr.shape[1]} columns but sizes[0] is {n_features}")
         return (np.ascontiguousarray(csr.data, dtype=dtype), np.ascontiguousarray(csr.indices),
                 np.ascontiguousarray(csr.indptr))
+    if convert and isinstance(X, np.ndarray):
+        X = np.ascontiguousarray(X, dtype=dtype)
     X = _array("X", X, 2, dtype)
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} columns but sizes[0] is {n_features}")
