@@ -124,6 +124,19 @@ class Settings:
     loss_scale: float = 1.0
 
 
+def _first_use(kern, X):
+    """Whether the compiled epoch kernel has not yet run on inputs like X in
+    this process (the NumPy backend compiles nothing)."""
+    dispatcher = getattr(kern._core, "train_epoch", None)
+    signatures = getattr(dispatcher, "signatures", None)
+    if signatures is None:
+        return False
+    from numba import typeof
+
+    kind = typeof(X)
+    return not any(sig[0] == kind for sig in signatures)
+
+
 class LearningRate:
     """The step size of each epoch under one of scikit-learn's schedules."""
 
@@ -261,6 +274,9 @@ class Engine:
         """The loop of ``_train``; returns whether the stopping rule ended it."""
         net = self._net
         stopped = False
+        preparing = _first_use(kern, data.X)
+        if preparing:
+            self._report("prepare", backend=kern.name, dtype=net.dtype.name)
         with threads.limits(s.n_threads, self.backend_):
             for epoch in range(s.max_iter):
                 t0 = time.perf_counter()
@@ -272,6 +288,9 @@ class Engine:
                 if done < data.n:
                     raise DivergenceError(self._divergence_message(data, order, done, s))
                 net.step = step
+                if preparing:
+                    self._report("prepared", seconds=time.perf_counter() - t0)
+                    preparing = False
                 loss = np.float64((data_loss * s.loss_scale + penalty) / data.n)
                 self.n_iter_ += 1
                 self.t_ += data.n
@@ -391,11 +410,15 @@ class Engine:
 
     def _nonfinite_output(self, X, row):
         """A row's input or output is not finite: raise ValueError saying which."""
-        values = X[row] if isinstance(X, np.ndarray) else X[0][X[2][row] : X[2][row + 1]]
+        if isinstance(X, np.ndarray):
+            values, columns = X[row], np.arange(X.shape[1])
+        else:
+            lo, hi = X[2][row], X[2][row + 1]
+            values, columns = X[0][lo:hi], X[1][lo:hi]
         if not np.all(np.isfinite(values)):
-            col = int(np.argmin(np.isfinite(values)))
-            raise ValueError(f"X holds a non-finite value ({values[col]}) at row {row}; "
-                             "remove or impute NaN and inf first")
+            at = int(np.argmin(np.isfinite(values)))
+            raise ValueError(f"X holds a non-finite value ({values[at]}) at row {row}, column "
+                             f"{int(columns[at])}; remove or impute NaN and inf first")
         top = float(np.abs(values).max()) if values.size else 0.0
         raise ValueError(f"the network's output for row {row} is not finite: its inputs are "
                          f"too large for {self._net.dtype} (largest |X| in that row is "
@@ -412,6 +435,9 @@ class Engine:
 
     def _report(self, event, **info):
         """Progress of ``_train``: 'start' (max_iter, rows, incremental) before the
-        first epoch, 'epoch' (epoch, loss, score, seconds, max_iter) after each,
+        first epoch; 'prepare' (backend, dtype) when the compiled kernels are first
+        used in this process (numba compiles them, or loads them from its disk
+        cache) and 'prepared' (seconds, the first epoch included) after that
+        epoch; 'epoch' (epoch, loss, score, seconds, max_iter) after each epoch,
         'stall' (validation, tol, n_iter_no_change, lr, stopping) when the
         stopping rule fires, 'end' (stopped) when training ends, normally or not."""

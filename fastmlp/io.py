@@ -424,7 +424,8 @@ def _from_version_2(header, arrays, path):
     rng = _decode(encoded.get("rng"), path)
     if not isinstance(rng, np.random.Generator):
         raise _fail(path, "invalid model: the random generator's state is missing")
-    values = {key: _decode(value, path, rng) for key, value in encoded.items()}
+    values = {key: _decode(value, path, rng) for key, value in encoded.items() if key != "rng"}
+    values["rng"] = rng
     if not isinstance(values.get("hyper_parameters"), dict):
         raise _fail(path, "invalid model: no hyper-parameters")
     arrays["classes"] = _classes(arrays.get("classes"), header.get("classes_object"), path)
@@ -438,7 +439,7 @@ def _from_version_1(header, arrays, path):
                                     "classes"})
     if unknown:
         raise _fail(path, f"version 1 files have no members {unknown}")
-    rng = _decode(state.get("rng"), path)
+    rng = _generator(_decode(state.get("rng"), path), path)  # stored as a plain state
     outputs = {0: "softmax", 1: "squared"}
     output = state.get("output")
     if isinstance(output, bool) or output not in outputs:

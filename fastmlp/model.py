@@ -196,6 +196,8 @@ class MLP(Engine):
             self._start(sizes, self.activation, "softmax" if labels is not None else "squared",
                         params, self.solver, self.backend)
             self._set_targets(data, labels, y_1d)
+        elif self._lr is not None and self._lr.initial != hp["lr"]:
+            self._lr = None  # set_params(lr=...) between calls takes effect
         self._train(data, self._settings(hp), incremental=True)
         return self
 
@@ -264,17 +266,21 @@ class MLP(Engine):
         return _r2(targets, out.astype(np.float64), w)
 
     def _report(self, event, **info):
+        """Training progress for ``verbose=True``: a progress bar per ``fit`` on a
+        terminal, a plain line per epoch elsewhere (``fastmlp.progress``)."""
         if not self.verbose:
             return
-        if event == "epoch":
-            line = f"epoch {info['epoch']}: loss {info['loss']:.6f}"
-            if info["score"] is not None:
-                line += f", validation score {info['score']:.6f}"
-            print(f"{line} ({info['seconds']:.3f} s)", flush=True)
-        elif event == "stall" and info["stopping"]:
-            what = "validation score" if info["validation"] else "loss"
-            print(f"converged: the {what} improved less than tol={info['tol']} for more than "
-                  f"{info['n_iter_no_change']} epochs", flush=True)
+        if event == "start":
+            from .progress import Progress
+
+            self.__dict__["_progress"] = Progress(info["max_iter"], info["incremental"])
+            return
+        display = self.__dict__.get("_progress")
+        if display is None:
+            return
+        if event == "end":
+            del self.__dict__["_progress"]
+        display.report(event, **info)
 
     def _not_converged(self, s):
         warnings.warn(
@@ -380,11 +386,23 @@ class MLP(Engine):
     @classmethod
     def _from_state(cls, values, arrays):
         """The model ``_state`` gave; raises ValueError naming what does not fit."""
+        from .kernels import BACKENDS
         from .network import Network
 
-        model = cls(**values["hyper_parameters"])
+        try:
+            model = cls(**values["hyper_parameters"])
+        except TypeError as exc:
+            raise ValueError(f"the file's hyper-parameters do not fit this fastmlp's MLP "
+                             f"({exc}); it was written by a different fastmlp version") from None
+        checks.check_params(model)
         net = Network.from_state(values["network"], arrays)
         model._net = net
+        if values.get("backend") not in BACKENDS:
+            raise ValueError(f"backend {values.get('backend')!r}")
+        for key in ("n_iter", "t", "n_features_in"):
+            value = values.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
         model.backend_ = values["backend"]
         model._rng = values["rng"]
         model.n_iter_ = values["n_iter"]
@@ -396,7 +414,10 @@ class MLP(Engine):
         model._lr = None
         model._best_params = None
         if net.solver in STOCHASTIC:
-            model.loss_curve_ = list(np.asarray(arrays["loss_curve"], dtype=np.float64))
+            curve = arrays["loss_curve"]
+            if curve.ndim != 1 or curve.shape[0] != model.n_iter_:
+                raise ValueError(f"loss_curve has shape {curve.shape} for n_iter {model.n_iter_}")
+            model.loss_curve_ = list(np.asarray(curve, dtype=np.float64))
             if values.get("loss") is not None:
                 model.loss_ = np.float64(values["loss"])
             best = values.get("best_loss")

@@ -1,6 +1,8 @@
 """Backend selection, import cost and the warm-up, each in a fresh process."""
 
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -54,33 +56,57 @@ def test_per_model_backend_overrides_the_process_default():
         MLP(backend="torch").fit(X, y)
 
 
-def test_import_compiles_nothing():
-    code = ("import fastmlp, fastmlp.kernels.numba_core as c\n"
+def test_import_loads_no_backend_and_no_extra():
+    """``import fastmlp`` imports neither numba nor the optional libraries, and
+    importing the compiled core compiles nothing."""
+    code = ("import sys, fastmlp\n"
+            "heavy = ['numba', 'sklearn', 'matplotlib', 'tqdm', 'pandas', 'pyarrow', 'dask', "
+            "'torch', 'scipy.optimize']\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "import fastmlp.kernels.numba_core as c\n"
             "from numba.core.registry import CPUDispatcher\n"
             "ds = [v for v in vars(c).values() if isinstance(v, CPUDispatcher)]\n"
             "print(len(ds), sum(len(d.signatures) for d in ds))")
     out = run(code)
-    n, compiled = map(int, out.stdout.split())
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.strip().splitlines()
+    assert first == "[]"
+    n, compiled = map(int, second.split())
     assert n > 10 and compiled == 0
 
 
-def test_warmup_then_fit_compiles_nothing_more():
-    code = ("import numpy as np, fastmlp, fastmlp.kernels.numba_core as c\n"
+def test_warmup_then_dense_fits_compile_nothing_more():
+    """warmup() prepares what a fit and a predict of dense data need, for every
+    activation, output and solver of MLP and the scikit-learn drop-in."""
+    code = ("import warnings; warnings.simplefilter('ignore')\n"
+            "import numpy as np, fastmlp, fastmlp.kernels.numba_core as c\n"
+            "from numba.core.registry import CPUDispatcher\n"
+            "from fastmlp.sklearn import MLPClassifier, MLPRegressor\n"
+            "def count():\n"
+            "    return sum(len(v.signatures) for v in vars(c).values() "
+            "if isinstance(v, CPUDispatcher))\n"
             "fastmlp.warmup()\n"
-            "before = len(c.train_epoch.signatures) + len(c.predict_rows.signatures)\n"
+            "before = count()\n"
             "X = np.random.default_rng(0).standard_normal((50, 4))\n"
             "for dt in ('float32', 'float64'):\n"
             "    for act in ('relu', 'tanh', 'sigmoid', 'identity'):\n"
-            "        fastmlp.MLP((3, 2), act, dtype=dt, epochs=1).partial_fit(X, X[:, 0] > 0).predict(X)\n"
-            "        fastmlp.MLP((3,), act, dtype=dt, solver='sgd').partial_fit(X, X[:, :2]).predict(X)\n"
-            "print(before, len(c.train_epoch.signatures) + len(c.predict_rows.signatures))")
+            "        for solver in ('adam', 'sgd', 'lbfgs'):\n"
+            "            fastmlp.MLP((3, 2), act, solver=solver, dtype=dt, epochs=2).fit(X, X[:, 0] > 0).predict(X)\n"
+            "            fastmlp.MLP((3,), act, solver=solver, dtype=dt, epochs=2).fit(X, X[:, :2]).predict(X)\n"
+            "    sk = dict(max_iter=2, dtype=dt)\n"
+            "    MLPClassifier((3,), **sk).fit(X, X[:, 0] > 0).predict(X)\n"
+            "    MLPClassifier((3,), **sk).fit(X, X[:, :3] > 0).predict(X)\n"
+            "    MLPRegressor(hidden_layer_sizes=(3,), loss='poisson', **sk).fit(X, np.abs(X[:, 0])).predict(X)\n"
+            "print(before, count())")
     out = run(code)
     assert out.returncode == 0, out.stderr
     before, after = map(int, out.stdout.split())
-    assert before == after == 4
+    assert before == after > 0
 
 
-def test_unwritable_cache_directory_falls_back_with_a_warning(tmp_path):
+def test_unwritable_numba_cache_dir_falls_back_with_a_warning(tmp_path):
+    """NUMBA_CACHE_DIR that cannot be created: numba caches the kernels in the next
+    place it can write, and fastmlp says where."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     locked = blocker / "cache"  # cannot be created, not even by root
@@ -88,14 +114,44 @@ def test_unwritable_cache_directory_falls_back_with_a_warning(tmp_path):
             "with warnings.catch_warnings(record=True) as w:\n"
             "    warnings.simplefilter('always')\n"
             "    import numpy as np, fastmlp\n"
-            "X = np.random.default_rng(0).standard_normal((20, 3))\n"
-            "print(fastmlp.MLP((3,), epochs=1).partial_fit(X, X[:, 0] > 0).n_iter_)\n"
-            "print(sum('not writable' in str(x.message) for x in w))")
+            "    X = np.random.default_rng(0).standard_normal((20, 3))\n"
+            "    print(fastmlp.MLP((3,), epochs=1).partial_fit(X, X[:, 0] > 0).n_iter_)\n"
+            "messages = [str(x.message) for x in w if 'not writable' in str(x.message)]\n"
+            "print(len(messages))\n"
+            "print(messages[0].split(' in ')[-1].split(' instead')[0] if messages else '')")
     out = run(code, NUMBA_CACHE_DIR=str(locked), XDG_CACHE_HOME=str(tmp_path / "xdg"))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1", "1"]
-    cached = list((tmp_path / "xdg" / "fastmlp" / "numba").rglob("*.nbi"))
-    assert cached, "the kernels were not cached in the fallback directory"
+    n_iter, n_warnings, where = out.stdout.strip().splitlines()
+    assert (n_iter, n_warnings) == ("1", "1")
+    assert list(pathlib.Path(where).rglob("*.nbi")), f"nothing cached in {where}"
+
+
+def test_no_writable_cache_anywhere_compiles_in_memory_with_a_warning(tmp_path):
+    """A copy of the package whose kernel directory cannot hold a __pycache__, no
+    usable NUMBA_CACHE_DIR and no writable home: the kernels compile in memory."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "fastmlp", tmp_path / "pkg" / "fastmlp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "kernels", tmp_path / "pkg" / "fastmlp" / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "pkg" / "fastmlp" / "kernels" / "__pycache__").write_text("a file, not a dir")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = ("import sys, warnings\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+            f"sys.path.insert(0, {str(tmp_path / 'pkg')!r})\n"
+            "sys.dont_write_bytecode = True\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import numpy as np, fastmlp\n"
+            "    X = np.random.default_rng(0).standard_normal((20, 3))\n"
+            "    print(fastmlp.MLP((3,), epochs=1).partial_fit(X, X[:, 0] > 0).n_iter_)\n"
+            "print(fastmlp.__file__.startswith(sys.path[0]))\n"
+            "print(sum('no writable cache directory' in str(x.message) for x in w))")
+    out = run(code, NUMBA_CACHE_DIR=str(blocker / "cache"), HOME=str(blocker),
+              XDG_CACHE_HOME=str(blocker / "xdg"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "True", "1"]
 
 
 def test_verbose_announces_kernel_preparation_once():

@@ -124,8 +124,13 @@ CASES = [
          match=r"^X holds complex numbers; fastmlp needs real-valued features$"),
     Case("datetime_X", lambda: np.zeros((N, D), dtype="datetime64[s]"), exc=TypeError,
          match=r"^X has dtype datetime64\[s\]; fastmlp needs numeric features$"),
-    Case("sparse_X", lambda: scipy.sparse.csr_matrix(X), exc=TypeError,
-         match=r"^X is a sparse matrix; fastmlp needs dense input \(pass X.toarray\(\)\)$"),
+    Case("sparse_nan_X", lambda: scipy.sparse.csr_matrix(with_value(np.nan, 3, 2)),
+         match=r"^X holds a non-finite value \(nan\) at row 3, column 2; remove or impute"),
+    Case("sparse_complex_X", lambda: scipy.sparse.csr_matrix(X.astype(complex)),
+         exc=TypeError, match=r"^X holds complex numbers"),
+    Case("sparse_wrong_width", lambda: scipy.sparse.csr_matrix(X[:, :3]),
+         methods=("partial_fit", "predict", "predict_proba", "score"),
+         match=r"^X has 3 features, but the model was fitted with 4$"),
     Case("masked_X", lambda: np.ma.masked_greater(X, 2.0),
          match=r"^X is a masked array with masked values; fill them first"),
     Case("wrong_number_of_features", lambda: X[:, :3].copy(),
@@ -191,7 +196,7 @@ CASES = [
            r"^activation must be one of identity, sigmoid, tanh, relu; got 'swish'$"),
           ("activation", ["relu"],
            r"^activation must be one of identity, sigmoid, tanh, relu; got \['relu'\]$"),
-          ("solver", "lbfgs", r"^solver must be one of sgd, adam; got 'lbfgs'$"),
+          ("solver", "newton", r"^solver must be one of sgd, adam, lbfgs; got 'newton'$"),
           ("dtype", "float16", r"^dtype must be one of float32, float64; got 'float16'$"),
           ("dtype", "int32", r"^dtype must be one of float32, float64; got 'int32'$"),
           ("dtype", "not-a-dtype", r"^dtype must be one of float32, float64; got 'not-a-dtype'$"),
@@ -219,27 +224,30 @@ CASES = [
 
 def _snapshot(model):
     """Everything a refused call must leave as it was."""
-    state = {name: np.array(getattr(model, name), copy=True)
-             for name in ("_params", "_state1", "_state2")}
-    state.update(step=model._step, n_iter=model.n_iter_, curve=list(model.loss_curve_),
+    net = model._net
+    state = {name: np.array(getattr(net, name), copy=True)
+             for name in ("params", "state1", "state2")}
+    state.update(step=net.step, n_iter=model.n_iter_, curve=list(model.loss_curve_),
                  coefs=[w.copy() for w in model.coefs_],
                  intercepts=[b.copy() for b in model.intercepts_],
                  rng=model._rng.bit_generator.state,
-                 classes=getattr(model, "classes_", None))
+                 classes=getattr(model, "classes_", None),
+                 attributes=sorted(vars(model)))
     return state
 
 
 def _assert_unchanged(model, before):
     after = _snapshot(model)
-    for name in ("_params", "_state1", "_state2"):
+    for name in ("params", "state1", "state2"):
         assert after[name].tobytes() == before[name].tobytes(), name
     for a, b in zip(after["coefs"] + after["intercepts"], before["coefs"] + before["intercepts"],
                     strict=True):
         assert a.tobytes() == b.tobytes()
-    assert np.shares_memory(model.coefs_[0], model._params)  # still views of the weights
+    assert np.shares_memory(model.coefs_[0], model._net.params)  # still views of the weights
     assert (after["step"], after["n_iter"], after["curve"]) == (
         before["step"], before["n_iter"], before["curve"])
     assert after["rng"] == before["rng"]
+    assert after["attributes"] == before["attributes"]
     if before["classes"] is None:
         assert after["classes"] is None
     else:
@@ -412,10 +420,31 @@ def test_equivalent_labels_give_the_same_model(variant, backend):
     plain = names[Y_CLS] if "_series" in variant else Y_CLS
     a = quiet_fit(MLP(backend=backend, **SMALL), X, given)
     b = quiet_fit(MLP(backend=backend, **SMALL), X, plain)
-    assert a._params.tobytes() == b._params.tobytes()
+    assert a._net.params.tobytes() == b._net.params.tobytes()
     assert a.classes_.tolist() == b.classes_.tolist()
     assert a.predict(X).tolist() == b.predict(X).tolist()
     assert a.score(X, given) == b.score(X, plain)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_partial_fit_needs_a_stochastic_solver(backend):
+    model = MLP(backend=backend, solver="lbfgs", **SMALL)
+    with pytest.raises(ValueError, match=r"^partial_fit needs a stochastic solver \(sgd or "
+                                         r"adam\), not solver='lbfgs'$"):
+        model.partial_fit(X, Y_CLS)
+    assert vars(model) == vars(MLP(backend=backend, solver="lbfgs", **SMALL))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_X_gives_the_dense_model(backend):
+    """The same model up to float32 rounding: a sparse product sums in another order
+    than BLAS does."""
+    dense = fitted(backend)
+    for fmt in (scipy.sparse.csr_matrix, scipy.sparse.csc_matrix, scipy.sparse.coo_matrix):
+        model = quiet_fit(MLP(backend=backend, **SMALL), fmt(X), Y_CLS)
+        np.testing.assert_allclose(model._net.params, dense._net.params, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(model.predict_proba(fmt(X)), dense.predict_proba(X),
+                                   rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -423,7 +452,7 @@ def test_regression_targets_as_series_and_lists(backend):
     a = quiet_fit(MLP(backend=backend, **SMALL), X, _series(Y_REG))
     b = quiet_fit(MLP(backend=backend, **SMALL), X, Y_REG.tolist())
     c = quiet_fit(MLP(backend=backend, **SMALL), X, Y_REG)
-    assert a._params.tobytes() == b._params.tobytes() == c._params.tobytes()
+    assert a._net.params.tobytes() == b._net.params.tobytes() == c._net.params.tobytes()
     assert a.predict(X).shape == (N,)
 
 
@@ -431,7 +460,7 @@ def test_regression_targets_as_series_and_lists(backend):
 def test_batch_size_larger_than_the_data_is_the_whole_data(backend):
     a = quiet_fit(MLP(backend=backend, **{**SMALL, "batch_size": 10_000}), X, Y_CLS)
     b = quiet_fit(MLP(backend=backend, **{**SMALL, "batch_size": N}), X, Y_CLS)
-    assert a._params.tobytes() == b._params.tobytes()
+    assert a._net.params.tobytes() == b._net.params.tobytes()
     assert a.predict_proba(X).tobytes() == b.predict_proba(X).tobytes()
 
 
@@ -440,8 +469,8 @@ def test_dtype_spellings_are_accepted(backend):
     ref = fitted(backend, dtype="float64")
     for spelling in (np.float64, np.dtype("float64"), "f8", "double"):
         model = fitted(backend, dtype=spelling)
-        assert model._params.dtype == np.float64
-        assert model._params.tobytes() == ref._params.tobytes()
+        assert model._net.params.dtype == np.float64
+        assert model._net.params.tobytes() == ref._net.params.tobytes()
 
 
 # -------------------------------------------------------------- properties
