@@ -203,6 +203,20 @@ class Engine:
     def _kernels(self):
         return kernels.get(self.backend_)
 
+    def __sizeof__(self):
+        """Bytes held, the network's arrays included: dask's scheduler weighs a
+        model by this when it decides whether to move it or the data."""
+        size = object.__sizeof__(self)
+        net = self.__dict__.get("_net")
+        if net is not None:
+            arrays = [net.params, net.grads, net.state1, net.state2, self._best_params]
+            seen = set()
+            for a in arrays:
+                if a is not None and id(a) not in seen:
+                    seen.add(id(a))
+                    size += a.nbytes
+        return size
+
     def _start(self, sizes, activation, output, params, solver, backend, early_stopping=False):
         """A fresh network and fresh training records (scikit-learn's: with
         early stopping the best score and its weights are tracked, else the best

@@ -1,12 +1,11 @@
 """Saving and loading fitted models: one ``.npz`` file, no pickles.
 
-    >>> from fastmlp.io import save, load
-    >>> save(model, "model.npz")          # writes exactly "model.npz"
-    >>> model = load("model.npz")
+    >>> model.save("model.npz")           # writes exactly "model.npz"
+    >>> model = MLP.load("model.npz")     # or fastmlp.load("model.npz")
 
-This module only serialises: the model gives its state (``MLP._state()``:
-plain values and named arrays) and restores itself from it
-(``MLP._from_state``), which checks that the parts fit together.
+This module only serialises, and knows no model class: the model gives its
+state (``MLP._state()``: plain values and named arrays) and restores itself
+from it (``MLP._from_state``), which checks that the parts fit together.
 
 Loading never executes code from the file: it is read with
 ``numpy.load(path, allow_pickle=False)`` and the header is JSON. A round trip
@@ -138,11 +137,9 @@ def save(model, path, *, extra=None):
     model was never fitted and ``TypeError`` if its labels, hyper-parameters or
     extras cannot be stored without pickle.
     """
-    from .model import MLP
-
-    if not isinstance(model, MLP):
+    if not callable(getattr(model, "_state", None)):
         raise TypeError(f"save needs a fastmlp MLP, got {type(model).__name__}")
-    if "_net" not in model.__dict__:
+    if "_net" not in getattr(model, "__dict__", {}):
         raise NotFittedError("this MLP is not fitted yet: call fit or partial_fit before save")
     path = os.fspath(path)
     if isinstance(path, bytes):
@@ -294,20 +291,17 @@ def _fsync_directory(directory):
 
 
 # ---------------------------------------------------------------------- load
-def load(path, *, cls=None, extra=False):
-    """Read a model written by ``save`` from the file ``path`` (exactly that name).
+def load(path, cls, *, extra=False):
+    """Read a model of class ``cls`` written by ``save`` from the file ``path``
+    (exactly that name); ``MLP.load`` and ``fastmlp.load`` call this with MLP.
 
-    ``cls`` is the class to build (default ``fastmlp.MLP``; ``MLP.load`` passes
-    its own class). With ``extra=True`` returns (model, the ``extra`` dict it was
-    saved with, empty for files without). Raises ``FileNotFoundError`` for a missing file and
+    With ``extra=True`` returns (model, the ``extra`` dict it was saved with,
+    empty for files without). Raises ``FileNotFoundError`` for a missing file and
     ``ModelFileError`` (a ``ValueError``) naming the problem for any file that
     is not an intact fastmlp model file of a version this fastmlp reads. Never
     unpickles anything.
     """
-    from .model import MLP
-
-    cls = MLP if cls is None else cls
-    if not (isinstance(cls, type) and issubclass(cls, MLP)):
+    if not (isinstance(cls, type) and callable(getattr(cls, "_from_state", None))):
         raise TypeError(f"cls must be MLP or a subclass of it, got {cls!r}")
     path = os.fspath(path)
     if isinstance(path, bytes):

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from . import checks
+from . import io as _io
 from .engine import Data, Engine, Settings
 from .errors import ConvergenceWarning
 from .kernels.api import n_rows
@@ -336,20 +337,19 @@ class MLP(Engine):
         return int(self._network().params.shape[0])
 
     # --------------------------------------------------------------- state
-    def save(self, path):
+    def save(self, path, *, extra=None):
         """Write the fitted model to the file ``path`` (exactly that name),
-        atomically; returns the path. Format and guarantees: ``fastmlp.io``."""
-        from .io import save
-
-        return save(self, path)
+        atomically; returns the path. ``extra``: more values or arrays to keep
+        in the file (``load(..., extra=True)`` returns them). Format and
+        guarantees: ``fastmlp.io``."""
+        return _io.save(self, path, extra=extra)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, *, extra=False):
         """A model written by ``save``, bit-exact with its optimiser state;
-        loading never unpickles or runs code from the file."""
-        from .io import load
-
-        return load(path, cls=cls)
+        loading never unpickles or runs code from the file. With ``extra=True``:
+        (model, the extra dict it was saved with)."""
+        return _io.load(path, cls, extra=extra)
 
     def _state(self):
         """(values, arrays): everything a fitted MLP holds. ``values`` are plain

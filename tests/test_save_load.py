@@ -18,9 +18,8 @@ import zipfile
 import numpy as np
 import pytest
 
-import fastmlp.io as fio
-from fastmlp import MLP, ConvergenceWarning, NotFittedError
-from fastmlp.io import ModelFileError, load, save
+from fastmlp import MLP, ConvergenceWarning, NotFittedError, load, save
+from fastmlp.io import ModelFileError
 
 BACKENDS = ["numba", "numpy"]
 DTYPES = ["float32", "float64"]
