@@ -82,6 +82,10 @@ class Data:
     def n(self):
         return n_rows(self.X)
 
+    @property
+    def sparse(self):
+        return not isinstance(self.X, np.ndarray)
+
     def take(self, rows):
         """The rows ``rows`` (an index array) of every part."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -265,7 +269,7 @@ class Engine:
         if self._lr is None or not incremental:
             self._lr = LearningRate(s.lr_schedule, s.lr, s.power_t)
         batch = max(1, min(s.batch_size, data.n))
-        work = np.empty(work_size(net.sizes, batch), dtype=net.dtype)
+        work = np.empty(work_size(net.sizes, batch, sparse=data.sparse), dtype=net.dtype)
         act, output, solver = (ACTIVATIONS[net.activation], OUTPUTS[net.output],
                                SOLVERS[net.solver])
         stopped = False
@@ -385,7 +389,7 @@ class Engine:
         net = self._net
         kern = self._kernels()
         chunk = max(1, min(LBFGS_CHUNK, data.n))
-        work = np.empty(work_size(net.sizes, chunk), dtype=net.dtype)
+        work = np.empty(work_size(net.sizes, chunk, sparse=data.sparse), dtype=net.dtype)
         act, output = ACTIVATIONS[net.activation], OUTPUTS[net.output]
         coefs, intercepts = net.views(np.arange(net.params.shape[0]))
         packed = np.concatenate([W.ravel() for W in coefs] + intercepts)

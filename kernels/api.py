@@ -87,15 +87,17 @@ def n_params(sizes):
     return int(np.sum((sizes[:-1] + 1) * sizes[1:]))
 
 
-def work_size(sizes, batch_size):
+def work_size(sizes, batch_size, sparse=False):
     """Length of the ``work`` array that ``train_epoch`` (batches of
     ``batch_size`` rows) and ``loss_gradient`` (chunks of that many) need:
-    the batch's input rows, every layer's activations, two deltas of the
-    widest layer, and one layer's gradient."""
+    the batch's input rows (not for ``sparse`` X, read in place), every
+    layer's activations, two deltas of the widest layer, and one layer's
+    gradient."""
     sizes = _sizes(sizes)
     rows = int(batch_size)
     layer = int(np.max((sizes[:-1] + 1) * sizes[1:]))
-    return rows * int(sizes.sum() + 2 * sizes[1:].max()) + layer
+    inputs = 0 if sparse else int(sizes[0])
+    return rows * (inputs + int(sizes[1:].sum() + 2 * sizes[1:].max())) + layer
 
 
 def as_input(X, dtype, n_features=None, convert=False):
@@ -131,6 +133,12 @@ def _targets_for(output, target, rows, k, dtype):
     Y = _array("target", target, 2, dtype)
     if Y.shape != (rows, k):
         raise ValueError(f"target must have shape {(rows, k)} for this output, got {Y.shape}")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("target holds NaN or inf")
+    if output == LOGISTIC and (Y.min(initial=0) < 0 or Y.max(initial=0) > 1):
+        raise ValueError("targets of a logistic output must lie in [0, 1]")
+    if output == POISSON and Y.min(initial=0) < 0:
+        raise ValueError("targets of a poisson output (counts) must be >= 0")
     return _NO_ROWS, Y
 
 
@@ -156,6 +164,12 @@ def _flat_state(params, *others):
         if a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
             raise ValueError("parameter and optimiser arrays must be writeable, 1-D and "
                              "C-contiguous")
+    named = [("params", params)] + list(others)
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1 :]:
+            if a is not b and np.may_share_memory(a, b):
+                raise ValueError(f"{name_a} and {name_b} share memory; pass separate arrays "
+                                 "(only the SGD solver's two state arguments may be one array)")
 
 
 def _positive_int(value, name):
@@ -242,7 +256,7 @@ class Kernels:
         Z = _array("Z", Z, 2)
         y, Y = _targets_for(output, target, Z.shape[0], Z.shape[1], Z.dtype)
         P = Z.copy()
-        D = _out(out, Z.shape, Z.dtype, ("Z", Z), ("target", Y))
+        D = _out(out, Z.shape, Z.dtype, ("Z", Z), ("target", Y), ("y", y))
         n = max(Z.shape[0], 1)
         total = self._core.output_rows(P, y, Y, _NO_WEIGHTS, _NO_ROWS, 0, 1.0 / n, output, D)
         return total / n, D
@@ -348,9 +362,10 @@ class Kernels:
     def _predict(self, X, params, sizes, act, output):
         return self._core.predict_rows(X, params, sizes, act, output)
 
-    def work_size(self, sizes, batch_size):
-        """Length of the ``work`` array that ``train_epoch`` and ``loss_gradient`` need."""
-        return work_size(sizes, batch_size)
+    def work_size(self, sizes, batch_size, sparse=False):
+        """Length of the ``work`` array that ``train_epoch`` and ``loss_gradient`` need
+        (for ``sparse`` X: no block for gathered input rows)."""
+        return work_size(sizes, batch_size, sparse)
 
     def train_epoch(self, X, target, order, params, grads, state1, state2, step, sizes,
                     activation, output, solver, lr, momentum=0.9, nesterov=False, beta1=0.9,
@@ -379,12 +394,18 @@ class Kernels:
         rows = n_rows(X)
         _flat_state(params, ("grads", grads), ("state1", state1), ("state2", state2))
         batch_size = _positive_int(batch_size, "batch_size")
+        if not isinstance(step, numbers.Integral) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"step counts the updates done so far and must be an integer "
+                             f">= 0, got {step!r}")
         y, Y = _targets_for(outk, target, rows, int(sizes[-1]), params.dtype)
         w = _weights_for(sample_weight, rows)
+        order = np.asarray(order)
+        if order.size and order.dtype.kind not in "iu":
+            raise TypeError(f"order must hold integer row indices, got dtype {order.dtype}")
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows)):
             raise ValueError("order must be a 1-D array of row indices of X")
-        need = work_size(sizes, batch_size)
+        need = work_size(sizes, batch_size, sparse=not isinstance(X, np.ndarray))
         if work is None:
             work = np.empty(need, dtype=params.dtype)
         elif not isinstance(work, np.ndarray):
@@ -433,13 +454,18 @@ class Kernels:
         chunk = _positive_int(chunk, "chunk")
         y, Y = _targets_for(outk, target, rows, int(sizes[-1]), params.dtype)
         w = _weights_for(sample_weight, rows)
-        need = work_size(sizes, chunk)
+        need = work_size(sizes, chunk, sparse=not isinstance(X, np.ndarray))
         if work is None:
             work = np.empty(need, dtype=params.dtype)
-        elif (not isinstance(work, np.ndarray) or work.dtype != params.dtype or work.ndim != 1
-              or work.size < need or not work.flags.c_contiguous or not work.flags.writeable):
-            raise ValueError(f"work must be a writeable, C-contiguous 1-D {params.dtype} array "
-                             f"of at least {need} entries")
+        elif not isinstance(work, np.ndarray):
+            raise TypeError(f"work must be a numpy array, got {type(work).__name__}")
+        elif work.dtype != params.dtype:
+            raise TypeError(f"X, params and work must share one dtype, got {params.dtype} "
+                            f"and {work.dtype}")
+        elif (work.ndim != 1 or work.size < need or not work.flags.c_contiguous
+              or not work.flags.writeable):
+            raise ValueError(f"work must be a writeable, C-contiguous 1-D array of at least "
+                             f"{need} entries, got shape {work.shape}")
         return self._loss_gradient(X, y, Y, w, params, grads, sizes, act, outk, float(l2),
                                    chunk, work)
 

@@ -65,6 +65,10 @@ def _disk_cache():
 
 _CACHE = _disk_cache()
 JIT = dict(config.JIT, cache=_CACHE)
+#: Type-dispatched helpers (``overload``): compiled into the kernels that call
+#: them and cached only as part of those, so that ``ensure_fresh`` rebuilding the
+#: kernels rebuilds them too.
+OVERLOAD = dict(config.JIT, cache=False)
 REDUCE = dict(config.REDUCE, cache=_CACHE)
 INLINE = dict(config.INLINE, cache=_CACHE)
 
@@ -608,16 +612,17 @@ def _weights(params, sizes, offs, l):
 
 
 @njit(**JIT)
-def _offsets(sizes, rows):
+def _offsets(sizes, rows, input_rows):
     """Start of each block in the work array (see ``work_size``): the batch's
-    input rows, each layer's activations, two delta buffers of the widest
-    layer, then scratch for the largest weight matrix."""
+    input rows (``input_rows`` of them: none for sparse X, which is read in
+    place), each layer's activations, two delta buffers of the widest layer,
+    then scratch for the largest weight matrix."""
     L = sizes.shape[0] - 1
     offs = np.empty(L + 4, dtype=np.int64)
     off = 0
     for l in range(L + 1):
         offs[l] = off
-        off += rows * sizes[l]
+        off += (rows if l > 0 else input_rows) * sizes[l]
     widest = 0
     for l in range(1, L + 1):
         widest = max(widest, sizes[l])
@@ -637,11 +642,35 @@ def _n_rows(X):
     raise NotImplementedError  # compiled by the overload below
 
 
-@overload(_n_rows, jit_options=JIT)
+@overload(_n_rows, jit_options=OVERLOAD)
 def _n_rows_impl(X):
     if isinstance(X, types.Array):
         return lambda X: X.shape[0]
     return lambda X: X[2].shape[0] - 1
+
+
+def _input_rows(X, rows):
+    """Rows of the work array's input block: ``rows`` for dense X, 0 for CSR."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_input_rows, jit_options=OVERLOAD)
+def _input_rows_impl(X, rows):
+    if isinstance(X, types.Array):
+        return lambda X, rows: rows
+    return lambda X, rows: 0
+
+
+def _input_block(X, work, offs, m, n_in):
+    """The work block for m gathered input rows (dense X; an empty one for CSR)."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_input_block, jit_options=OVERLOAD)
+def _input_block_impl(X, work, offs, m, n_in):
+    if isinstance(X, types.Array):
+        return lambda X, work, offs, m, n_in: work[offs[0] : offs[0] + m * n_in].reshape(m, n_in)
+    return lambda X, work, offs, m, n_in: work[:0].reshape(0, n_in)
 
 
 def _first_forward(X, order, start, m, W, b, act, buf, out):
@@ -651,7 +680,7 @@ def _first_forward(X, order, start, m, W, b, act, buf, out):
     raise NotImplementedError  # compiled by the overload below
 
 
-@overload(_first_forward, jit_options=JIT)
+@overload(_first_forward, jit_options=OVERLOAD)
 def _first_forward_impl(X, order, start, m, W, b, act, buf, out):
     if isinstance(X, types.Array):
         def dense(X, order, start, m, W, b, act, buf, out):
@@ -700,7 +729,7 @@ def _first_gradient(X, order, start, rows, D, gW):
     raise NotImplementedError  # compiled by the overload below
 
 
-@overload(_first_gradient, jit_options=JIT)
+@overload(_first_gradient, jit_options=OVERLOAD)
 def _first_gradient_impl(X, order, start, rows, D, gW):
     if isinstance(X, types.Array):
         def dense(X, order, start, rows, D, gW):
@@ -737,7 +766,7 @@ def _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo
     W, b = _weights(params, sizes, offs, 0)
     dst = out if L == 1 else _block(work, wo, 1, m, sizes[1])
     first = _first_forward(X, order, start, m, W, b, act if L > 1 else IDENTITY,
-                           _block(work, wo, 0, m, sizes[0]), dst)
+                           _input_block(X, work, wo, m, sizes[0]), dst)
     prev = dst
     for l in range(1, L):
         W, b = _weights(params, sizes, offs, l)
@@ -800,7 +829,7 @@ def _first_nonfinite_input(X):
     raise NotImplementedError  # compiled by the overload below
 
 
-@overload(_first_nonfinite_input, jit_options=JIT)
+@overload(_first_nonfinite_input, jit_options=OVERLOAD)
 def _first_nonfinite_input_impl(X):
     if isinstance(X, types.Array):
         return lambda X: _first_nonfinite(_flat(X), X.shape[1])
@@ -833,7 +862,7 @@ def predict_rows(X, params, sizes, act, output):
         return out, labels, bad
     offs = _layers(sizes)
     chunk = max(1, min(m, PREDICT_CHUNK))
-    wo = _offsets(sizes, chunk)
+    wo = _offsets(sizes, chunk, _input_rows(X, chunk))
     work = np.empty(wo[L + 1], dtype=params.dtype)
     empty = np.empty(0, dtype=np.int64)
     for r0 in range(0, m, chunk):
@@ -907,7 +936,7 @@ def train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, a
     n = order.shape[0]
     L = sizes.shape[0] - 1
     offs = _layers(sizes)
-    wo = _offsets(sizes, batch_size)
+    wo = _offsets(sizes, batch_size, _input_rows(X, batch_size))
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0  # sum of W**2, known after the first update
@@ -962,7 +991,7 @@ def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work
     n = _n_rows(X)
     L = sizes.shape[0] - 1
     offs = _layers(sizes)
-    wo = _offsets(sizes, chunk)
+    wo = _offsets(sizes, chunk, _input_rows(X, chunk))
     rows = np.empty(0, dtype=np.int64)  # empty order: rows in their own order
     weight = _batch_weight(w, rows, 0, n)
     scale = 1.0 / weight if weight > 0 else 0.0

@@ -118,9 +118,13 @@ def output_rows(Z, y, Y, w, order, start, scale, output, D):
                 P = np.exp(z)
                 tlogt = np.where(T > 0, T * np.log(np.where(T > 0, T, 1.0)), 0.0)
                 losses = (tlogt - T * z - T + P).sum(axis=1)
-        Z[...] = P
+        with np.errstate(over="ignore"):  # reported by the caller's finiteness checks
+            Z[...] = P
     with np.errstate(over="ignore", invalid="ignore"):
-        np.multiply(Z - T, (wr * scale)[:, None], out=D, casting="same_kind")
+        # the delta from the float64 output, as the compiled twin does: exp(z) may
+        # not fit the array's dtype while exp(z) - t does
+        np.multiply((Z if output == SOFTMAX else P) - T, (wr * scale)[:, None], out=D,
+                    casting="same_kind")
         return float(np.dot(wr, losses))
 
 

@@ -3,8 +3,10 @@
 * ``NASTY``: the nasty inputs every kernel test is parametrized over (1 row,
   1 column, logits of +-1e4 and +-1e30, all-equal rows, a mix of tiny and
   large values, ...), each used in float32 and float64 (``DTYPES``).
-* ``backend_module`` (parametrized) / ``backends`` (dict) fixtures and
-  ``get_backend(name)``: the two backend modules, numba and numpy.
+* the ``backends`` fixture (a dict) and ``get_backend(name)``: the public kernels of
+  the two backends, ``fastmlp.kernels.get('numba')`` and ``get('numpy')``
+  (``api.Kernels`` objects).
+* ``in_dtype``: a float64 reference rounded to the kernel's dtype (inf on overflow).
 * ``assert_close``: the comparison used everywhere, with a tolerance that is
   relative to the dtype plus an error scale that the caller derives from the
   magnitudes the kernel works with (see its docstring).
@@ -55,8 +57,6 @@ RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 #: which underflow (exp of a very negative number, stored as a subnormal or as 0) compare
 #: equal, while any value of ordinary size is still checked relatively.
 FLOOR = {np.float32: 1e-37, np.float64: 1e-300}
-#: Unit roundoff of the float64 arithmetic both backends use internally.
-EPS64 = np.finfo(np.float64).eps
 
 
 def dtype_key(dtype):
@@ -64,19 +64,14 @@ def dtype_key(dtype):
 
 
 # ------------------------------------------------------------------ backends
-@pytest.fixture(params=BACKEND_NAMES)
-def backend_module(request):
-    """Each backend module in turn (``fastmlp.kernels.get(name)``)."""
-    return kernels.get(request.param)
-
-
 @pytest.fixture(scope="session")
 def backends():
-    """Both backend modules, as a dict name -> module."""
+    """Both backends' public kernels, as a dict name -> ``api.Kernels``."""
     return {name: kernels.get(name) for name in BACKEND_NAMES}
 
 
 def get_backend(name):
+    """The public kernels (``api.Kernels``) of backend ``name``."""
     return kernels.get(name)
 
 
@@ -85,8 +80,9 @@ def get_backend(name):
 class Nasty:
     """One nasty 2-D input, given in float64 and used in every dtype of ``DTYPES``.
 
-    ``huge``: holds values of +-1e30; used only by the softmax family (softmax,
-    log_softmax, cross_entropy and its gradient), where finite results are expected.
+    ``huge``: holds values of +-1e30; used only where finite results are expected for
+    them (the softmax family, binary cross-entropy and its gradient) or where the
+    reference's infinities are compared as they are (Poisson).
     """
 
     name: str
@@ -185,6 +181,13 @@ def assert_close(got, ref, dtype, scale=0.0, extra=0.0, what="", rtol=None):
                              f"({np.dtype(dtype).name}, rtol {rtol:g}):\n" + "\n".join(lines))
 
 
+def in_dtype(values, dtype):
+    """Float64 reference values rounded to ``dtype`` (inf where they overflow it), as
+    float64: what a kernel that stores the exact result in ``dtype`` returns."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(dtype).astype(np.float64)
+
+
 def assert_close_normwise(got, ref, dtype, rtol, what=""):
     """|got - ref| <= rtol * (|ref| + max|ref|): elementwise, but with an absolute part at
     the size of the whole array (for results of many chained steps, like training)."""
@@ -224,7 +227,7 @@ def forward_error_scale(X, params, sizes, activation, output):
     Layer by layer: the error of X @ W + b is bounded by (|A| @ |W| + |b|) plus the
     incoming error pushed through |W|; the activation multiplies it by its Lipschitz
     constant and adds its own rounding (|output|); softmax turns a logit error e into at
-    most 2 * p * max(e) + p.
+    most 2 * p * max(e) + p; the sigmoid output to 0.25 * e + p; exp to p * (e + 1).
     """
     A = np.asarray(X, dtype=np.float64)
     E = np.zeros_like(A)
@@ -243,6 +246,11 @@ def forward_error_scale(X, params, sizes, activation, output):
     if output == "softmax":
         P = ref.softmax(A)
         return 2.0 * P * E.max(axis=1, keepdims=True) + P
+    with np.errstate(over="ignore"):  # a tolerance, not a reference: NumPy will do
+        if output == "logistic":
+            return 0.25 * E + 1.0 / (1.0 + np.exp(-A))
+        if output == "poisson":
+            return np.exp(A) * (E + 1.0)
     return E
 
 

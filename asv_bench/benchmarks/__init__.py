@@ -137,10 +137,10 @@ class FastmlpKernelEpoch:
         self._run(X[:rows], y[:rows], np.arange(rows))  # warm-up / compile
 
     def _run(self, X, y, order):
-        loss, self.step, done = self.k.train_epoch(
+        _, _, self.step, done = self.k.train_epoch(
             X, y, order, self.params, self.grads, self.velocity, self.velocity, self.step,
-            self.sizes, self.activation, "softmax", "sgd", LR, MOMENTUM, False, L2, self.batch,
-            self.work)
+            self.sizes, self.activation, "softmax", "sgd", LR, MOMENTUM, False, l2=L2,
+            batch_size=self.batch, work=self.work)
         if done < len(order):
             raise RuntimeError("benchmark training diverged")
 
@@ -150,7 +150,7 @@ class FastmlpKernelEpoch:
 
 def init_flat_params(sizes, activation, dtype, seed=0):
     """Flat [W0, b0, W1, b1, ...] initialised as ``MLP`` does (Glorot/He)."""
-    from fastmlp.net import init_params
+    from fastmlp.network import init_params
 
     return init_params(sizes, activation, np.random.default_rng(seed), dtype)
 

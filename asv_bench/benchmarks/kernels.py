@@ -52,6 +52,8 @@ class _Arrays:
         self.Zout = np.empty_like(self.Z)
         self.y = rng.integers(0, k, m).astype(np.int64)
         self.Y = rng.standard_normal((m, k), dtype=t)
+        self.Y01 = (rng.random((m, k)) > 0.5).astype(t)
+        self.Ycounts = rng.poisson(2.0, (m, k)).astype(t)
         # whole network
         self.sizes = np.array(s["net"], dtype=np.int64)
         self.activation = s["activation"]
@@ -161,6 +163,22 @@ class Losses(_KernelBench):
         a = self.a
         a.k.squared_error_backward(a.Z, a.Y, out=a.Zout)
 
+    def time_binary_cross_entropy(self, *p):
+        a = self.a
+        a.k.binary_cross_entropy(a.Z, a.Y01)
+
+    def time_binary_cross_entropy_backward(self, *p):
+        a = self.a
+        a.k.binary_cross_entropy_backward(a.Z, a.Y01, out=a.Zout)
+
+    def time_poisson_deviance(self, *p):
+        a = self.a
+        a.k.poisson_deviance(a.Z, a.Ycounts)
+
+    def time_poisson_deviance_backward(self, *p):
+        a = self.a
+        a.k.poisson_deviance_backward(a.Z, a.Ycounts, out=a.Zout)
+
 
 class Optimizers(_KernelBench):
     """In-place SGD and Adam steps on the flat parameters of the size's network."""
@@ -188,5 +206,14 @@ class TrainEpoch(_KernelBench):
     def time_train_epoch(self, *p):
         a = self.a
         a.k.train_epoch(a.Xep, a.yep, a.order, a.ep_params, a.ep_grads, a.ep_vel, a.ep_vel, 0,
-                        a.sizes, a.activation, "softmax", "sgd", 1e-3, 0.9, False, 1e-4,
-                        a.batch, a.work)
+                        a.sizes, a.activation, "softmax", "sgd", 1e-3, 0.9, False, l2=1e-4,
+                        batch_size=a.batch, work=a.work)
+
+
+class LossGradient(_KernelBench):
+    """The full-data loss and gradient (what L-BFGS calls) over ``rows`` rows."""
+
+    def time_loss_gradient(self, *p):
+        a = self.a
+        a.k.loss_gradient(a.Xep, a.yep, a.ep_params, a.ep_grads, a.sizes, a.activation,
+                          "softmax", l2=1e-4, chunk=a.batch, work=a.work)

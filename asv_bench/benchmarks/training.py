@@ -74,3 +74,74 @@ class KernelEpoch:
 class KernelEpochLarge(LargeSettings, KernelEpoch):
     params = [LARGE_WORKLOADS, DTYPES, BACKENDS]
     timeout = 2400
+
+
+# ------------------------------------------------------------------- fit
+#: Data sets of the end-to-end ``fit`` benchmarks: the two bundled real sets
+#: (standardized, the 75 % training part of a stratified split) and synthetic
+#: data of the mnist shape (60000 x 784, 10 classes) with ``max_iter=5``.
+FIT_SETS = {"digits": None, "breast-cancer": None, "mnist-shape": 5}
+FIT_SYSTEMS = ["fastmlp-sklearn", "sklearn"]
+
+
+def fit_data(name, dtype):
+    """(X, y) of a fit benchmark, X in ``dtype`` (what the user passes)."""
+    import fastmlp.datasets as ds
+
+    if name == "mnist-shape":
+        X, y = make_data("mnist-shape", "float64")
+    else:
+        X, y = (ds.load_digits if name == "digits" else ds.load_breast_cancer)()
+        X, _, y, _ = ds.split(X, y, 0.25, random_state=0)
+        X = ds.standardize(X)
+    return X.astype(dtype), y
+
+
+def fit_estimator(system, name, seed=0):
+    """scikit-learn's MLPClassifier or fastmlp's drop-in, at default parameters."""
+    from . import require
+
+    require("sklearn")
+    if system == "sklearn":
+        from sklearn.neural_network import MLPClassifier
+    else:
+        from fastmlp.sklearn import MLPClassifier
+    max_iter = FIT_SETS[name]
+    return MLPClassifier(random_state=seed, **({} if max_iter is None else {"max_iter": max_iter}))
+
+
+class Fit:
+    """``MLPClassifier(random_state=0).fit(X, y)`` end to end at default parameters
+    (Adam, batch 200, up to 200 epochs with scikit-learn's stopping rule): the
+    drop-in ``fastmlp.sklearn.MLPClassifier`` against scikit-learn's, with X
+    given as float64 (both train in float64) and as float32 (both train in
+    float32). Same random_state: both run the same number of epochs."""
+
+    params = [["digits", "breast-cancer"], DTYPES, FIT_SYSTEMS]
+    param_names = ["data", "X dtype", "system"]
+    timeout = 600
+    repeat = (3, 10, 30.0)
+    number = 1
+
+    def setup(self, name, dtype, system):
+        import warnings
+
+        self.X, self.y = cached(("fit-data", name, dtype), lambda: fit_data(name, dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # warm-up: compiles (or loads) fastmlp's kernels for this dtype
+            fit_estimator(system, name).set_params(max_iter=2).fit(self.X, self.y)
+
+    def time_fit(self, name, dtype, system):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_estimator(system, name).fit(self.X, self.y)
+
+
+class FitLarge(LargeSettings, Fit):
+    """The same on the mnist-shape data, ``max_iter=5``."""
+
+    params = [["mnist-shape"], DTYPES, FIT_SYSTEMS]
+    timeout = 2400
