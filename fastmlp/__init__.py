@@ -11,12 +11,35 @@ and caches them on disk. The scikit-learn drop-in classes live in
 
 from . import kernels
 from .errors import ConvergenceWarning, DivergenceError, NotFittedError
-from .io import ModelFileError, load, save
+from .io import ModelFileError, save
 from .model import MLP
+
+#: Read a model file: ``MLP.load`` (``fastmlp.load(path, extra=False)``).
+load = MLP.load
 
 __version__ = "0.2.0"
 __all__ = ["MLP", "backend", "warmup", "show_config", "load", "save", "ConvergenceWarning",
-           "DivergenceError", "ModelFileError", "NotFittedError", "__version__"]
+           "DivergenceError", "ModelFileError", "NotFittedError", "diagnose", "Diagnosis",
+           "Finding", "check_gradients", "__version__"]
+
+#: Names exported from submodules that are imported on first use (they need
+#: nothing beyond NumPy, but ``import fastmlp`` stays lean).
+_LAZY = {"diagnose": "doctor", "Diagnosis": "doctor", "Finding": "doctor",
+         "check_gradients": "gradcheck"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def backend():

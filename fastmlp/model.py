@@ -287,7 +287,7 @@ class MLP(Engine):
         warnings.warn(
             f"MLP stopped after epochs={s.max_iter} while the loss was still improving "
             f"by more than tol={s.tol}; raise epochs or lr for a converged model",
-            ConvergenceWarning, stacklevel=4)
+            ConvergenceWarning, stacklevel=5)  # fit -> _train -> _epochs -> here
 
     def _divergence_advice(self, s, largest):
         return (f"Try a smaller lr (now {self.lr}), scaled inputs (largest |X| is "
@@ -457,8 +457,9 @@ def _auto_task(y):
             if distinct > MANY_CLASSES:
                 warnings.warn(
                     f"y holds {distinct} distinct integer values, which MLP treats as "
-                    f"{distinct} classes; if y is a quantity, pass task='regression' (pass "
-                    "task='classification' to keep the classes and silence this)",
+                    f"{distinct} classes; if y is a quantity, pass task='regression' (--task "
+                    "regression on the command line; task='classification' keeps the classes "
+                    "and silences this)",
                     UserWarning, stacklevel=3)
         return "classification"
     if arr.dtype.kind == "f" and arr.size:
@@ -471,8 +472,9 @@ def _auto_task(y):
                 warnings.warn(
                     f"y holds float values that are all whole numbers, {distinct.shape[0]} "
                     f"distinct ({shown}{more}), which MLP treats as regression targets; if "
-                    "they are class labels, pass task='classification' or integer labels "
-                    "(pass task='regression' to silence this)", UserWarning, stacklevel=3)
+                    "they are class labels, pass task='classification' (--task "
+                    "classification on the command line) or integer labels; "
+                    "task='regression' silences this", UserWarning, stacklevel=3)
     return "regression"
 
 

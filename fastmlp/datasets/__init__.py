@@ -59,3 +59,42 @@ def standardize(train, *others):
     std[std == 0] = 1.0
     scaled = [(a - mean) / std for a in (train,) + others]
     return scaled[0] if not others else tuple(scaled)
+
+
+#: Names of the 64 pixel columns of the digits table, row by row: ``pixel_<row>_<col>``.
+DIGITS_FEATURES = tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8))
+
+#: The tables ``export_csv`` writes: loader, feature names, label column, class names
+#: (None: the labels are written as they are).
+_EXPORTS = {
+    "breast_cancer": (load_breast_cancer, BREAST_CANCER_FEATURES, "diagnosis",
+                      BREAST_CANCER_CLASSES),
+    "digits": (load_digits, DIGITS_FEATURES, "digit", None),
+}
+
+
+def export_csv(name, path):
+    """Write the bundled data set ``name`` ('breast_cancer' or 'digits') to the CSV
+    file ``path``: a header with the feature names and the label column
+    ('diagnosis' with the class names malignant/benign, or 'digit' 0..9), then
+    one row per sample, every number written exactly (shortest round-trip
+    form). Returns ``path``. This is the table the command line trains on."""
+    import csv
+
+    if name not in _EXPORTS:
+        raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(_EXPORTS)}")
+    load, features, label, classes = _EXPORTS[name]
+    X, y = load()
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(features) + [label])
+        for row, target in zip(X.tolist(), y.tolist()):
+            writer.writerow([_number(v) for v in row]
+                            + [classes[target] if classes is not None else target])
+    return path
+
+
+def _number(value):
+    """The shortest text that reads back as the float ``value`` ('3' for 3.0)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text

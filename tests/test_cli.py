@@ -1,0 +1,463 @@
+"""The ``fastmlp`` command line, run as users run it: in a subprocess, on real
+files (``python -m fastmlp`` and the installed console script)."""
+
+import csv
+import gzip
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.datasets import (BREAST_CANCER_CLASSES, BREAST_CANCER_FEATURES, load_breast_cancer,
+                              standardize)
+
+DATA = pathlib.Path(__file__).parent / "data"
+SCRIPT = shutil.which("fastmlp", path=os.path.dirname(sys.executable))
+
+
+def run(*args, cwd=None, script=False, env=None):
+    """Run the command line; returns the CompletedProcess (text output)."""
+    command = [SCRIPT] if script else [sys.executable, "-m", "fastmlp"]
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300, env=None if env is None else {**os.environ, **env})
+
+
+def ok(*args, **kwargs):
+    out = run(*args, **kwargs)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def read_csv(text):
+    rows = list(csv.reader(text.splitlines()))
+    return rows[0], rows[1:]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A directory with the exported data sets."""
+    path = tmp_path_factory.mktemp("cli")
+    ok("demo", "--export", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(work):
+    """(stdout of train, model path, plot path) of a breast-cancer model."""
+    model, plot = work / "model.npz", work / "curves.png"
+    out = ok("train", work / "breast_cancer.csv", "--target", "diagnosis", "--hidden", "16",
+             "--epochs", "60", "--out", model, "--plot", plot)
+    return out, model, plot
+
+
+def expected_predictions(model_path, X):
+    """The Python API's predictions for raw X, scaled with statistics this test
+    computes itself from the raw data."""
+    model = fastmlp.load(model_path)
+    return model.predict(standardize(load_breast_cancer()[0], X)[1]), model
+
+
+# ------------------------------------------------------------------ basics
+def test_help_lists_every_command():
+    out = ok("--help")
+    for command in ("train", "predict", "info", "doctor", "demo", "bench", "config"):
+        assert command in out.stdout
+    assert ok("--version").stdout.strip() == f"fastmlp {fastmlp.__version__}"
+
+
+@pytest.mark.skipif(SCRIPT is None, reason="the console script is installed by pip install")
+def test_the_console_script_is_the_same_command(trained):
+    _, model, _ = trained
+    assert ok("info", model, script=True).stdout == ok("info", model).stdout
+
+
+def test_no_command_and_unknown_options_exit_2():
+    out = run()
+    assert out.returncode == 2 and "usage" in out.stderr
+    out = run("train", "x.csv", "--target", "y", "--no-such-option")
+    assert out.returncode == 2 and "unrecognized arguments: --no-such-option" in out.stderr
+    out = run("train", "x.csv", "--target", "y", "--hidden", "8,x")
+    assert out.returncode == 2 and "--hidden" in out.stderr
+
+
+def test_export_writes_the_bundled_table_with_names(work):
+    header, rows = read_csv((work / "breast_cancer.csv").read_text())
+    assert header == list(BREAST_CANCER_FEATURES) + ["diagnosis"]
+    X, y = load_breast_cancer()
+    assert np.array_equal(np.array([r[:-1] for r in rows], dtype=float), X)
+    assert [r[-1] for r in rows] == [BREAST_CANCER_CLASSES[k] for k in y]
+    header, rows = read_csv((work / "digits.csv").read_text())
+    assert header[-1] == "digit" and len(header) == 65 and len(rows) == 1797
+
+
+# ------------------------------------------------------------------- train
+def test_train_reports_scores_and_keeps_the_preprocessing(work, trained):
+    out, model_path, _ = trained
+    text = out.stdout
+    assert "569 rows, 30 features, target 'diagnosis'" in text
+    assert "classification, 2 classes: benign, malignant" in text
+    assert f"model written to {model_path}" in text
+    model, extra = fastmlp.load(model_path, extra=True)
+    X, y = load_breast_cancer()
+    assert list(model.classes_) == ["benign", "malignant"]  # the labels, as text
+    assert model.verbose is False  # shows progress in the command line only
+    pre = extra["preprocessing"]
+    assert pre["features"] == list(BREAST_CANCER_FEATURES)
+    assert pre["target"] == "diagnosis" and pre["scale"] == "standard"
+    assert np.allclose(extra["scale_mean"], X.mean(axis=0), rtol=1e-12)
+    assert np.allclose(extra["scale_std"], X.std(axis=0), rtol=1e-12)
+    labels = np.array([BREAST_CANCER_CLASSES[k] for k in y])
+    accuracy = model.score(standardize(X), labels)
+    assert f"accuracy on all 569 rows of {work / 'breast_cancer.csv'}: {accuracy:.4f}" in text
+    held = 569 - model.t_ // model.n_iter_
+    assert (f"validation accuracy: {model.best_validation_score_:.4f} (best epoch, on the "
+            f"{held} rows held out from training)") in text
+    assert accuracy > 0.9
+    # the progress went to stderr: the first epoch and the last one at least
+    assert "epoch 1: loss" in out.stderr and f"epoch {model.n_iter_}: loss" in out.stderr
+
+
+def test_train_draws_the_learning_curves(trained):
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    _, model, plot = trained
+    assert f"learning curves written to {plot}" in trained[0].stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(plot).shape[:2] == (400, 640)
+
+
+def test_numeric_targets_follow_the_task_rule(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 3))
+    table = tmp_path / "numbers.csv"
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "c", "label", "value"])
+        for row in X:
+            w.writerow([*row, int(row[0] > 0), f"{2.5 * row[1] + 0.1:.6f}"])
+    common = ["--epochs", "5", "--hidden", "4", "--out", tmp_path / "m.npz"]
+    out = ok("train", table, "--target", "label", "--drop", "value", *common)
+    assert "classification, 2 classes: 0, 1" in out.stdout
+    assert fastmlp.load(tmp_path / "m.npz").n_features_in_ == 3
+    out = ok("train", table, "--target", "value", "--drop", "label", *common)
+    assert "task: regression" in out.stdout and "R^2 on all 120 rows" in out.stdout
+    out = ok("train", table, "--target", "label", "--task", "regression", *common)
+    assert "task: regression" in out.stdout
+    header, rows = read_csv(ok("predict", tmp_path / "m.npz", table).stdout)
+    assert header == ["label"] and len(rows) == 120
+
+
+def test_a_training_run_that_overflows_exits_1_with_one_line(tmp_path):
+    table = tmp_path / "huge.csv"
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 3)) * 1e3
+    np.savetxt(table, np.column_stack([X, X[:, 0] > 0]), delimiter=",", header="a,b,c,y",
+               comments="", fmt=["%.6f"] * 3 + ["%d"])
+    out = run("train", table, "--target", "y", "--scale", "none", "--activation", "identity",
+              "--solver", "sgd", "--lr", "10", "--validation", "0")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("fastmlp: training failed: training "
+                                                          "diverged")
+    assert "Traceback" not in out.stderr
+
+
+# ----------------------------------------------------------------- predict
+def test_predict_writes_labels_like_the_python_api(trained):
+    _, model_path, _ = trained
+    work = model_path.parent
+    out = ok("predict", model_path, work / "breast_cancer.csv")
+    header, rows = read_csv(out.stdout)
+    assert header == ["diagnosis"]
+    expected, _ = expected_predictions(model_path, load_breast_cancer()[0])
+    assert [r[0] for r in rows] == list(expected)
+
+
+def test_predict_picks_the_columns_by_name(trained, tmp_path):
+    """Columns in another order, an extra text column and no target: the same
+    predictions."""
+    _, model_path, _ = trained
+    X, _ = load_breast_cancer()
+    order = np.random.default_rng(1).permutation(30)
+    shuffled = tmp_path / "shuffled.csv"
+    with open(shuffled, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["note"] + [BREAST_CANCER_FEATURES[j] for j in order])
+        for i, row in enumerate(X):
+            w.writerow([f"patient {i}"] + [repr(float(row[j])) for j in order])
+    header, rows = read_csv(ok("predict", model_path, shuffled).stdout)
+    expected, _ = expected_predictions(model_path, X)
+    assert [r[0] for r in rows] == list(expected)
+
+
+def test_predict_proba_one_column_per_class(trained):
+    _, model_path, _ = trained
+    header, rows = read_csv(ok("predict", model_path, model_path.parent / "breast_cancer.csv",
+                               "--proba").stdout)
+    assert header == ["benign", "malignant"]
+    P = np.array(rows, dtype=float)
+    assert np.allclose(P.sum(axis=1), 1.0, atol=1e-6)
+    expected, model = expected_predictions(model_path, load_breast_cancer()[0])
+    assert list(model.classes_[P.argmax(axis=1)]) == list(expected)
+
+
+def test_predict_to_a_file(trained, tmp_path):
+    _, model_path, _ = trained
+    target = tmp_path / "predictions.csv"
+    out = ok("predict", model_path, model_path.parent / "breast_cancer.csv", "--out", target)
+    assert out.stdout == ""
+    assert "569 predictions written to" in out.stderr
+    header, rows = read_csv(target.read_text())
+    assert header == ["diagnosis"] and len(rows) == 569
+
+
+def test_gzipped_csv_and_parquet_read_like_csv(trained, tmp_path):
+    _, model_path, _ = trained
+    source = model_path.parent / "breast_cancer.csv"
+    plain = ok("predict", model_path, source).stdout
+    zipped = tmp_path / "data.csv.gz"
+    zipped.write_bytes(gzip.compress(source.read_bytes()))
+    assert ok("predict", model_path, zipped).stdout == plain
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, y = load_breast_cancer()
+    columns = {name: X[:, j] for j, name in enumerate(BREAST_CANCER_FEATURES)}
+    columns["diagnosis"] = [BREAST_CANCER_CLASSES[k] for k in y]
+    parquet = tmp_path / "data.parquet"
+    pq.write_table(pa.table(columns), parquet)
+    assert ok("predict", model_path, parquet).stdout == plain
+    out = ok("train", parquet, "--target", "diagnosis", "--epochs", "3", "--hidden", "4")
+    assert "2 classes: benign, malignant" in out.stdout
+
+
+def test_older_model_files_take_the_columns_in_order(tmp_path):
+    """Model files written by fastmlp 0.1 keep no preprocessing: DATA's columns
+    are the features, in order."""
+    expected = json.loads((DATA / "v1-expected.json").read_text())
+    X = np.load(DATA / "v1-inputs.npy")
+    table = tmp_path / "inputs.csv"
+    np.savetxt(table, X, delimiter=",", header="p,q,r,s", comments="", fmt="%.17g")
+    header, rows = read_csv(ok("predict", DATA / "v1-classifier-adam-float32.npz",
+                               table).stdout)
+    assert header == ["prediction"]
+    assert [r[0] for r in rows] == expected["v1-classifier-adam-float32"]["predict"]
+    header, rows = read_csv(ok("predict", DATA / "v1-regressor-sgd-float64.npz", table).stdout)
+    assert header == ["prediction_0", "prediction_1"]
+    assert np.allclose(np.array(rows, dtype=float),
+                       expected["v1-regressor-sgd-float64"]["predict"], rtol=1e-12)
+    wide = tmp_path / "wide.csv"
+    np.savetxt(wide, np.column_stack([X, X[:, 0]]), delimiter=",", header="p,q,r,s,t",
+               comments="")
+    out = run("predict", DATA / "v1-classifier-adam-float32.npz", wide)
+    assert out.returncode == 2
+    assert "the model needs 4, the file has 5" in out.stderr
+
+
+# -------------------------------------------------------------- info, doctor
+def test_info_describes_the_model_and_its_preprocessing(trained):
+    _, model_path, _ = trained
+    text = ok("info", model_path).stdout
+    model = fastmlp.load(model_path)
+    assert "layers: 30 -> 16 -> 2 (relu hidden units, softmax output)" in text
+    assert f"{model.n_params_:,} parameters, float32" in text
+    assert "classification, 2 classes: benign, malignant" in text
+    assert f"trained: {model.n_iter_} epochs (adam" in text
+    assert "scaling standard; target column 'diagnosis'" in text
+    assert "features (30): mean radius, mean texture" in text
+    old = ok("info", DATA / "v1-classifier-adam-float32.npz").stdout
+    assert "preprocessing: none kept" in old and "3 classes: cat, dog, eel" in old
+
+
+def test_doctor_finds_nothing_wrong_with_the_default_setup(work):
+    out = ok("doctor", work / "breast_cancer.csv", "--target", "diagnosis", "--hidden", "16")
+    assert "on 569 rows x 30 features" in out.stdout
+    assert "no problems found" in out.stdout
+
+
+def test_doctor_names_unscaled_inputs_and_saturation(work):
+    out = ok("doctor", work / "breast_cancer.csv", "--target", "diagnosis", "--scale", "none",
+             "--activation", "tanh")
+    assert "1. unscaled-inputs (error)" in out.stdout
+    assert "column 'worst area' has values" in out.stdout  # the largest, by name
+    assert "saturated-units" in out.stdout
+
+
+def test_doctor_examines_a_trained_model_file(trained):
+    _, model_path, _ = trained
+    out = ok("doctor", model_path.parent / "breast_cancer.csv", "--model", model_path)
+    assert "fitted model:" in out.stdout and "gradient check" in out.stdout
+
+
+# ------------------------------------------------------ demo, bench, config
+def test_demo_trains_on_the_bundled_data():
+    lines = ok("demo", "--backend", "numba").stdout.splitlines()
+    assert lines[1].split() == ["data", "set", "backend", "test", "acc", "loss", "epochs",
+                                "ms/epoch"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == {"digits", "breast-cancer"}
+    assert all(row[1] == "numba" and float(row[2]) > 0.9 for row in rows.values())
+
+
+def test_demo_draws_the_readme_picture(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    picture = tmp_path / "learning-curves.png"
+    out = ok("demo", "--plot", picture, "--backend", "numba")
+    assert out.stdout.startswith(f"wrote {picture}")
+    assert matplotlib.image.imread(picture).shape[:2] == (400, 640)
+
+
+def test_bench_times_fastmlp_and_says_which_peers_are_missing():
+    import importlib.util
+
+    text = ok("bench", "--repeats", "1").stdout
+    for name, module in (("scikit-learn", "sklearn"), ("PyTorch", "torch")):
+        line = next(l for l in text.splitlines() if l.startswith(name))
+        installed = importlib.util.find_spec(module) is not None
+        assert ("not installed" in line) is (not installed), line
+    for backend in ("numba", "numpy"):
+        line = next(l for l in text.splitlines() if l.startswith(f"fastmlp ({backend})"))
+        assert float(line.split()[2]) > 0
+
+
+def test_config_shows_the_setup():
+    text = ok("config").stdout
+    assert text.startswith(f"fastmlp {fastmlp.__version__}")
+    assert "backend:" in text and "cores:" in text
+
+
+def test_start_up_imports_nothing_heavy(trained):
+    _, model_path, _ = trained
+    code = ("import sys, contextlib, io\n"
+            "from fastmlp.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    status = main(['info', {str(model_path)!r}])\n"
+            "heavy = ['numba', 'sklearn', 'matplotlib', 'tqdm', 'pandas', 'pyarrow', 'torch']\n"
+            "print(status, sorted(m for m in heavy if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "0 []", out.stderr
+
+
+# --------------------------------------------------------------- bad input
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+BAD_TABLES = {
+    # name: (file contents, extra arguments, words the error must contain)
+    "missing target": ("a,b,y\n1,2,0\n3,4,1\n", ["--target", "label"],
+                       ["no column 'label'", "a, b, y"]),
+    "non-numeric feature": ("a,colour,y\n1,red,0\n2,blue,1\n", ["--target", "y"],
+                            ["column 'colour' is not numeric", "row 1", "'red'"]),
+    "NaN cell": ("a,b,y\n1,2,0\n3,NaN,1\n4,5,0\n", ["--target", "y"],
+                 ["row 2", "column 'b'", "'NaN'"]),
+    "empty cell": ("a,b,y\n1,2,0\n3,4,1\n,5,0\n", ["--target", "y"],
+                   ["empty cell in row 3, column 'a'"]),
+    "empty target": ("a,b,y\n1,2,0\n3,4,\n", ["--target", "y"],
+                     ["empty cell in row 2 of the target column 'y'"]),
+    "empty file": ("", ["--target", "y"], ["is empty"]),
+    "header only": ("a,b,y\n", ["--target", "y"], ["has a header but no rows"]),
+    "ragged row": ("a,b,y\n1,2,0\n3,4\n", ["--target", "y"],
+                   ["row 2 (line 3) has 2 cells, the header has 3 columns"]),
+    "unknown drop": ("a,b,y\n1,2,0\n3,4,1\n", ["--target", "y", "--drop", "zz"],
+                     ["--drop names columns", "'zz'"]),
+    "bad option value": ("a,b,y\n1,2,0\n3,4,1\n", ["--target", "y", "--lr", "-1"],
+                         ["lr must be"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TABLES)
+def test_bad_tables_exit_2_with_one_clear_line(case, tmp_path):
+    text, args, words = BAD_TABLES[case]
+    table = write(tmp_path / "data.csv", text)
+    out = run("train", table, *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.startswith("fastmlp: error: ")
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    for word in words:
+        assert word in out.stderr
+
+
+def test_missing_files_exit_2(tmp_path, trained):
+    _, model_path, _ = trained
+    out = run("train", tmp_path / "nope.csv", "--target", "y")
+    assert out.returncode == 2 and "DATA file" in out.stderr and "does not exist" in out.stderr
+    out = run("predict", tmp_path / "nope.npz", model_path.parent / "breast_cancer.csv")
+    assert out.returncode == 2 and "MODEL file" in out.stderr and "does not exist" in out.stderr
+    out = run("predict", model_path, tmp_path / "nope.csv")
+    assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_a_file_that_is_not_a_model_exits_2(tmp_path, trained):
+    _, model_path, _ = trained
+    data = model_path.parent / "breast_cancer.csv"
+    for bad in (write(tmp_path / "text.npz", "not a model\n"), tmp_path / "foreign.npz", data):
+        if bad.name == "foreign.npz":
+            np.savez(bad, weights=np.zeros(3))
+        out = run("predict", bad, data)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith("fastmlp: error: ") and out.stderr.count("\n") == 1
+        assert "not a fastmlp model file" in out.stderr
+        assert str(bad) in out.stderr
+
+
+def test_data_lacking_the_models_columns_exits_2(tmp_path, trained):
+    _, model_path, _ = trained
+    X, _ = load_breast_cancer()
+    few = tmp_path / "few.csv"
+    np.savetxt(few, X[:, :28], delimiter=",", header=",".join(BREAST_CANCER_FEATURES[:28]),
+               comments="")
+    out = run("predict", model_path, few)
+    assert out.returncode == 2
+    assert ("lacks 2 columns the model needs: 'worst symmetry', 'worst fractal dimension'"
+            in out.stderr)
+
+
+def test_a_non_numeric_column_the_model_needs_exits_2(tmp_path, trained):
+    _, model_path, _ = trained
+    source = (model_path.parent / "breast_cancer.csv").read_text().splitlines()
+    cells = source[5].split(",")
+    cells[2] = "large"
+    source[5] = ",".join(cells)
+    out = run("predict", model_path, write(tmp_path / "bad.csv", "\n".join(source) + "\n"))
+    assert out.returncode == 2
+    assert "column 'mean perimeter' is not numeric (row 5 holds 'large')" in out.stderr
+
+
+def test_parquet_without_pyarrow_says_what_to_install(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "y": [0, 1, 0]}), table)
+    code = ("import sys\n"
+            "sys.modules['pyarrow'] = None\n"
+            "from fastmlp.cli import main\n"
+            f"sys.exit(main(['train', {str(table)!r}, '--target', 'y']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "reading Parquet needs pyarrow: pip install 'fastmlp[parquet]'" in out.stderr
+
+
+def test_plot_without_matplotlib_is_refused_before_training(tmp_path, work):
+    code = ("import sys\n"
+            "sys.modules['matplotlib'] = None\n"
+            "from fastmlp.cli import main\n"
+            f"sys.exit(main(['train', {str(work / 'breast_cancer.csv')!r}, '--target', "
+            f"'diagnosis', '--plot', {str(tmp_path / 'c.png')!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "pip install 'fastmlp[plot]'" in out.stderr
+    assert out.stdout == ""  # nothing was trained
