@@ -43,15 +43,7 @@ def check_sparse_X(X, dtype, n_features=None, name="X"):
     """A scipy.sparse X as the kernels' CSR triple (data, indices, indptr), data
     in ``dtype``: never densified. Refuses what ``check_X`` refuses."""
     csr = X.tocsr()
-    if csr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples x features), got shape {csr.shape}")
-    if csr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has 0 samples (shape {csr.shape})")
-    if csr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features (shape {csr.shape})")
-    if n_features is not None and csr.shape[1] != n_features:
-        raise ValueError(f"{name} has {csr.shape[1]} features, but the model was fitted "
-                         f"with {n_features}")
+    _check_shape(csr.shape, name, n_features)
     kind = csr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} holds complex numbers; fastmlp needs real-valued features")
@@ -71,6 +63,21 @@ def check_sparse_X(X, dtype, n_features=None, name="X"):
                          f"{int(csr.indices[at])} is too large for {data.dtype}; scale the "
                          "inputs or use dtype='float64'")
     return data, np.ascontiguousarray(csr.indices), np.ascontiguousarray(csr.indptr)
+
+
+def _check_shape(shape, name, n_features):
+    """X must be 2-D, non-empty, and as wide as the fitted model (if any)."""
+    if len(shape) != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if len(shape) == 1 else ""
+        raise ValueError(f"{name} must be 2-D (samples x features), got {len(shape)}-D "
+                         f"shape {shape}{hint}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples (shape {shape})")
+    if shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {shape})")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features, but the model was fitted "
+                         f"with {n_features}")
 
 
 def _first_bad(mask):
@@ -166,17 +173,7 @@ def check_X(X, dtype, n_features=None, name="X"):
             raise TypeError(f"{name} has dtype {arr.dtype}; fastmlp needs numeric features")
         arr = _object_to_float(arr, name)
         kind = "f"
-    if arr.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
-        raise ValueError(f"{name} must be 2-D (samples x features), got {arr.ndim}-D "
-                         f"shape {arr.shape}{hint}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has 0 samples (shape {arr.shape})")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features (shape {arr.shape})")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted "
-                         f"with {n_features}")
+    _check_shape(arr.shape, name, n_features)
     if kind == "f" and not np.isfinite(arr).all():
         r, c = _first_bad(~np.isfinite(arr))
         raise ValueError(f"{name} holds a non-finite value ({arr[r, c]}) at row {r}, column {c}; "

@@ -50,7 +50,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .engine import Data, Engine, Settings
-from .kernels import BACKENDS
+from .kernels import ACTIVATIONS, BACKENDS, OUTPUTS
 from .kernels.api import as_input
 from .network import STOCHASTIC
 
@@ -234,11 +234,8 @@ class _BaseMLP(Engine, BaseEstimator):
         """Predictions for kernel input Xk (validation inside training): NaN
         where the network's output is not finite, never an error."""
         net = self._net
-        from .kernels import ACTIVATIONS as _A
-        from .kernels import OUTPUTS as _O
-
-        out, _, _ = self._kernels()._predict(Xk, net.params, net.sizes, _A[net.activation],
-                                             _O[net.output])
+        out, _, _ = self._kernels()._predict(Xk, net.params, net.sizes,
+                                             ACTIVATIONS[net.activation], OUTPUTS[net.output])
         return self._to_predictions(out)
 
     def __sklearn_tags__(self):
@@ -266,33 +263,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  class_weight=None, dtype=None, backend=None, n_threads=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.class_weight = class_weight
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
+        _store_arguments(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -412,33 +383,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, backend=None, n_threads=None):
-        self.loss = loss
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.dtype = dtype
-        self.backend = backend
-        self.n_threads = n_threads
+        _store_arguments(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -489,6 +434,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """The predicted values, (n_samples,) or (n_samples, n_outputs)."""
         check_is_fitted(self)
         return self._to_predictions(self._forward_pass_fast(X))
+
+
+def _store_arguments(estimator, arguments):
+    """What an estimator's __init__ does and all it does: keep each argument
+    under its own name (``arguments`` is the __init__'s locals())."""
+    for name, value in arguments.items():
+        if name != "self":
+            setattr(estimator, name, value)
 
 
 @contextlib.contextmanager
