@@ -148,18 +148,12 @@ class MLP(Engine):
         hp = checks.check_params(self)
         task = self.task if self.task != "auto" else _auto_task(y)
         data, targets, labels, y_1d = self._prepare(X, y, sample_weight, hp, task, None)
-        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
-               else np.random.default_rng(self.random_state))
-        sizes = _sizes(data, hp, labels)
-        params = init_params(sizes, self.activation, rng, hp["dtype"])
+        rng, sizes, params = self._initial(data, hp, labels)
         validation = None
         if hp["validation"] > 0 and self.solver in STOCHASTIC:
             data, validation = _hold_out(data, targets, labels is not None, hp["validation"],
                                          rng)
-        self._rng = rng
-        self._start(sizes, self.activation, "softmax" if labels is not None else "squared",
-                    params, self.solver, self.backend, early_stopping=validation is not None)
-        self._set_targets(data, labels, y_1d)
+        self._begin(rng, sizes, params, labels, y_1d, early_stopping=validation is not None)
         s = self._settings(hp)
         if self.solver == "lbfgs":
             result = self._train_lbfgs(data, s)
@@ -189,14 +183,7 @@ class MLP(Engine):
                                self.solver, hp["dtype"])
         data, _, labels, y_1d = self._prepare(X, y, sample_weight, hp, task, classes, first)
         if first:
-            rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
-                   else np.random.default_rng(self.random_state))
-            sizes = _sizes(data, hp, labels)
-            params = init_params(sizes, self.activation, rng, hp["dtype"])
-            self._rng = rng
-            self._start(sizes, self.activation, "softmax" if labels is not None else "squared",
-                        params, self.solver, self.backend)
-            self._set_targets(data, labels, y_1d)
+            self._begin(*self._initial(data, hp, labels), labels, y_1d)
         elif self._lr is not None and self._lr.initial != hp["lr"]:
             self._lr = None  # set_params(lr=...) between calls takes effect
         self._train(data, self._settings(hp), incremental=True)
@@ -208,8 +195,21 @@ class MLP(Engine):
                         n_iter_no_change=hp["patience"], momentum=hp["momentum"],
                         nesterov=bool(self.nesterov), n_threads=self.n_threads)
 
-    def _set_targets(self, data, labels, y_1d):
-        self.n_features_in_ = int(self._net.sizes[0])
+    def _initial(self, data, hp, labels):
+        """(random generator, layer widths, initial parameters) of a fresh network
+        for ``data``; the parameters are the generator's first draws."""
+        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
+               else np.random.default_rng(self.random_state))
+        n_out = labels.shape[0] if labels is not None else data.Y.shape[1]
+        sizes = (data.n_features,) + hp["hidden"] + (n_out,)
+        return rng, sizes, init_params(sizes, self.activation, rng, hp["dtype"])
+
+    def _begin(self, rng, sizes, params, labels, y_1d, early_stopping=False):
+        """Start training records and a fresh network of these parameters."""
+        self._rng = rng
+        self._start(sizes, self.activation, "softmax" if labels is not None else "squared",
+                    params, self.solver, self.backend, early_stopping=early_stopping)
+        self.n_features_in_ = int(sizes[0])
         if labels is not None:
             self.classes_ = labels
         else:
@@ -476,12 +476,6 @@ def _auto_task(y):
                     "classification on the command line) or integer labels; "
                     "task='regression' silences this", UserWarning, stacklevel=3)
     return "regression"
-
-
-def _sizes(data, hp, labels):
-    """Layer widths for a fresh network on ``data``."""
-    n_out = labels.shape[0] if labels is not None else data.Y.shape[1]
-    return (data.n_features,) + hp["hidden"] + (n_out,)
 
 
 def _sizes_like(net, hp):
