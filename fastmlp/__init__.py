@@ -58,24 +58,30 @@ def warmup(backend=None, verbose=False):
     from .network import Network
     from .kernels.api import work_size
     from .kernels.codes import ACTIVATIONS, OUTPUTS, SOLVERS
+    from .kernels.config import COLUMNS_MIN_BATCH
 
     t0 = time.perf_counter()
     kern = kernels.get(backend)
     rng = np.random.default_rng(0)
+    sizes = np.array([3, 2, 2])
+    act, output = ACTIVATIONS["relu"], OUTPUTS["softmax"]
+    n = COLUMNS_MIN_BATCH
+    y = np.arange(n) % 2
+    w = np.empty(0)
     for dtype in ("float32", "float64"):
-        X = rng.standard_normal((8, 3)).astype(dtype)
-        sizes = np.array([3, 2, 2])
-        net = Network(sizes, "relu", "softmax", np.zeros(14, dtype=dtype), "adam")
-        y = np.arange(8) % 2
+        X = rng.standard_normal((n, 3)).astype(dtype)
         Y = np.zeros((0, 0), dtype=dtype)
-        w = np.empty(0)
-        work = np.empty(work_size(sizes, 4), dtype=dtype)
-        kern._epoch(X, y, Y, w, np.arange(8), net.params, net.grads, net.state1, net.state2,
-                    0, sizes, ACTIVATIONS["relu"], OUTPUTS["softmax"], SOLVERS["adam"], 1e-3,
-                    0.9, False, 0.9, 0.999, 1e-8, 1e-4, 4, work)
-        kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, ACTIVATIONS["relu"],
-                            OUTPUTS["softmax"], 1e-4, 4, work)
-        kern._predict(X, net.params, sizes, ACTIVATIONS["relu"], OUTPUTS["softmax"])
+        # one epoch of each kernel an epoch can take (api.epoch_path): batches of
+        # one row, small batches, and large batches of a narrow network
+        for batch, solver in ((1, "sgd"), (4, "adam"), (n, "sgd")):
+            net = Network(sizes, "relu", "softmax", np.zeros(14, dtype=dtype), solver)
+            work = np.empty(work_size(sizes, batch), dtype=dtype)
+            kern._epoch(X, y, Y, w, np.arange(n), net.params, net.grads, net.state1,
+                        net.state2, 0, sizes, act, output, SOLVERS[solver], 1e-3, 0.9, False,
+                        0.9, 0.999, 1e-8, 1e-4, batch, work)
+        kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, act, output, 1e-4, n,
+                            work)
+        kern._predict(X, net.params, sizes, act, output)
     if verbose:
         print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s")
 

@@ -32,7 +32,7 @@ import numpy as np
 from . import kernels, threads
 from .errors import DivergenceError, NotFittedError
 from .kernels import ACTIVATIONS, OUTPUTS, SOLVERS
-from .kernels.api import n_rows, work_size
+from .kernels.api import epoch_path, n_rows, read_only, work_size
 from .network import Network
 
 _NO_LABELS = np.empty(0, dtype=np.int64)
@@ -128,17 +128,38 @@ class Settings:
     loss_scale: float = 1.0
 
 
-def _first_use(kern, X):
-    """Whether the compiled epoch kernel has not yet run on inputs like X in
-    this process (the NumPy backend compiles nothing)."""
-    dispatcher = getattr(kern._core, "train_epoch", None)
-    signatures = getattr(dispatcher, "signatures", None)
+#: (backend, epoch kernel, kind of X) already compiled or loaded in this process.
+_PREPARED = set()
+
+#: Epoch kernels that call no BLAS (``api.epoch_path``): no BLAS thread cap to set.
+_NO_BLAS = ("train_rows", "train_columns")
+
+
+def _input_kind(X):
+    """What numba compiles an epoch kernel for: X's dtypes and whether it is dense
+    (the kernels take every X read-only: ``api.read_only``)."""
+    if isinstance(X, np.ndarray):
+        return X.dtype.str
+    return tuple(a.dtype.str for a in X)
+
+
+def _first_use(kern, X, path):
+    """Whether the compiled epoch kernel ``path`` has not yet run on inputs like
+    X in this process (the NumPy backend compiles nothing). Once it has, the
+    answer is remembered: asking numba costs microseconds per call."""
+    key = (kern.name, path, _input_kind(X))
+    if key in _PREPARED:
+        return False
+    signatures = getattr(getattr(kern._core, path, None), "signatures", None)
     if signatures is None:
         return False
     from numba import typeof
 
-    kind = typeof(X)
-    return not any(sig[0] == kind for sig in signatures)
+    kind = typeof(read_only(X))
+    if any(sig[0] == kind for sig in signatures):
+        _PREPARED.add(key)
+        return False
+    return True
 
 
 class LearningRate:
@@ -169,7 +190,7 @@ class Engine:
     A model calls ``_start`` (fresh network), ``_train`` (stochastic epochs) or
     ``_train_lbfgs``, and ``_outputs`` (prediction). It implements the hooks
     ``_epoch_order``, ``_validation_score`` and ``_report``, and may override
-    ``_not_converged`` and ``_divergence_advice``.
+    ``_full_batch_order``, ``_not_converged`` and ``_divergence_advice``.
     """
 
     # ------------------------------------------------------------- network
@@ -292,13 +313,16 @@ class Engine:
         """The loop of ``_train``; returns whether the stopping rule ended it."""
         net = self._net
         stopped = False
-        preparing = _first_use(kern, data.X)
+        path = epoch_path(data.X, net.sizes, batch, output, solver)
+        preparing = _first_use(kern, data.X, path)
         if preparing:
             self._report("prepare", backend=kern.name, dtype=net.dtype.name)
-        with threads.limits(s.n_threads, self.backend_):
+        n_threads = None if path in _NO_BLAS else s.n_threads
+        with threads.limits(n_threads, self.backend_):
             for epoch in range(s.max_iter):
                 t0 = time.perf_counter()
-                order = self._epoch_order(data.n)
+                order = (self._full_batch_order(data.n) if batch >= data.n
+                         else self._epoch_order(data.n))
                 data_loss, penalty, step, done = kern._epoch(
                     data.X, data.y, data.Y, data.w, order, net.params, net.grads, net.state1,
                     net.state2, net.step, net.sizes, act, output, solver, self._lr.value,
@@ -308,6 +332,7 @@ class Engine:
                 net.step = step
                 if preparing:
                     self._report("prepared", seconds=time.perf_counter() - t0)
+                    _PREPARED.add((kern.name, path, _input_kind(data.X)))
                     preparing = False
                 loss = np.float64((data_loss * s.loss_scale + penalty) / data.n)
                 self.n_iter_ += 1
@@ -416,12 +441,16 @@ class Engine:
 
     # ----------------------------------------------------------- prediction
     def _outputs(self, X):
-        """(outputs, argmax per row) of the fitted network for kernel input X."""
+        """(outputs, argmax per row) of the fitted network for kernel input X.
+        One row goes through plain loops, not BLAS: no thread cap to set."""
         net = self._net
-        with threads.limits(getattr(self, "n_threads", None), self.backend_):
-            out, labels, bad = self._kernels()._predict(X, net.params, net.sizes,
-                                                        ACTIVATIONS[net.activation],
-                                                        OUTPUTS[net.output])
+        kern = self._kernels()
+        act, output = ACTIVATIONS[net.activation], OUTPUTS[net.output]
+        if n_rows(X) == 1:
+            out, labels, bad = kern._predict(X, net.params, net.sizes, act, output)
+        else:
+            with threads.limits(getattr(self, "n_threads", None), self.backend_):
+                out, labels, bad = kern._predict(X, net.params, net.sizes, act, output)
         if bad >= 0:
             self._nonfinite_output(X, bad)
         return out, labels
@@ -446,6 +475,14 @@ class Engine:
     def _epoch_order(self, n):
         """The order in which an epoch visits the n rows."""
         raise NotImplementedError
+
+    def _full_batch_order(self, n):
+        """The order of an epoch whose one batch holds all n rows. It changes
+        only the rounding of the gradient's sums, so a model may return the
+        rows in their own order (``np.arange(n)``) and save a shuffle that
+        costs more than a narrow network's epoch; by default it is
+        ``_epoch_order(n)``, whose random draws a model may need to keep."""
+        return self._epoch_order(n)
 
     def _validation_score(self, data, targets, weights):
         """The score of the current network on a validation set."""

@@ -1,11 +1,15 @@
-"""Thread settings: how many threads the kernels and BLAS may use.
+"""Thread settings: how many threads BLAS may use.
 
-A model's ``n_threads`` caps, for the duration of each of its calls, numba's
-thread pool and the BLAS library its backend's matrix products go to (SciPy's
-OpenBLAS for the numba backend, NumPy's for the NumPy backend). The BLAS
-libraries are found once per backend with threadpoolctl (a scan of the loaded
-libraries costs about 0.3 ms); after that a call costs a few direct
-get/set calls, microseconds, and none when the count is already right.
+A model's ``n_threads`` caps, for the duration of each of its calls, the BLAS
+library its backend's matrix products go to (SciPy's OpenBLAS for the numba
+backend, NumPy's for the NumPy backend). The compiled kernels themselves run
+on the calling thread: on the machines measured, a parallel loop did not pay
+for waking a second thread beside BLAS's own (README, "Threads"), so
+calls that make no BLAS call (the one-row and narrow-network epochs, a
+one-row predict) set nothing. The BLAS libraries are found once per backend
+with threadpoolctl (a scan of the loaded libraries costs about 0.3 ms);
+after that a call costs a few direct get/set calls, microseconds, and none
+when the count is already right.
 """
 
 import contextlib
@@ -41,12 +45,19 @@ def blas_libraries(backend):
     return _blas[backend]
 
 
-@contextlib.contextmanager
+_NO_CAP = contextlib.nullcontext()
+
+
 def limits(n_threads, backend):
-    """Cap BLAS and numba threads at ``n_threads`` inside the block (None: no cap)."""
+    """Cap BLAS threads at ``n_threads`` inside a ``with`` block (None: no cap,
+    and nothing to do: a shared empty context)."""
     if n_threads is None:
-        yield
-        return
+        return _NO_CAP
+    return _capped(n_threads, backend)
+
+
+@contextlib.contextmanager
+def _capped(n_threads, backend):
     restore = []
     for lib in blas_libraries(backend):
         before = lib.get_num_threads()

@@ -19,8 +19,9 @@ import numbers
 
 import numpy as np
 
-from .codes import ACTIVATIONS, IDENTITY, LOGISTIC, OUTPUTS, POISSON, RELU, SIGMOID, SOFTMAX
-from .codes import SOLVERS, SQUARED, TANH
+from .codes import ACTIVATIONS, ADAM, IDENTITY, LOGISTIC, OUTPUTS, POISSON, RELU, SIGMOID
+from .codes import SOFTMAX, SOLVERS, SQUARED, TANH
+from .config import COLUMNS_MAX_WIDTH, COLUMNS_MIN_BATCH
 
 FLOATS = (np.float32, np.float64)
 _NO_ROWS = np.empty(0, dtype=np.int64)
@@ -93,11 +94,11 @@ def work_size(sizes, batch_size, sparse=False):
     the batch's input rows (not for ``sparse`` X, read in place), every
     layer's activations, two deltas of the widest layer, and one layer's
     gradient."""
-    sizes = _sizes(sizes)
+    widths = _sizes(sizes).tolist()  # Python ints: a few NumPy reductions cost more here
     rows = int(batch_size)
-    layer = int(np.max((sizes[:-1] + 1) * sizes[1:]))
-    inputs = 0 if sparse else int(sizes[0])
-    return rows * (inputs + int(sizes[1:].sum() + 2 * sizes[1:].max())) + layer
+    layer = max((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    inputs = 0 if sparse else widths[0]
+    return rows * (inputs + sum(widths[1:]) + 2 * max(widths[1:])) + layer
 
 
 def as_input(X, dtype, n_features=None, convert=False):
@@ -123,6 +124,30 @@ def as_input(X, dtype, n_features=None, convert=False):
 def n_rows(X):
     """Rows of a kernel input (array or CSR triple)."""
     return X.shape[0] if isinstance(X, np.ndarray) else X[2].shape[0] - 1
+
+
+#: The core functions that train an epoch (``epoch_path`` picks one): one
+#: signature, the same results up to rounding.
+EPOCH_KERNELS = ("train_epoch", "train_rows", "train_columns")
+
+
+def epoch_path(X, sizes, batch_size, output, solver):
+    """The core function that trains an epoch of these arguments; each core
+    defines all three, with one signature and the same results up to
+    rounding: ``train_rows`` for SGD on batches of one row, ``train_columns``
+    for narrow networks on batches of ``COLUMNS_MIN_BATCH`` rows or more
+    (every layer after the input at most ``COLUMNS_MAX_WIDTH`` wide; softmax
+    over at least 2 classes), both for dense X; ``train_epoch`` for the rest.
+    Each compiled one is its own entry point: a fit compiles only its own."""
+    if not isinstance(X, np.ndarray):
+        return "train_epoch"
+    if batch_size == 1:
+        return "train_rows" if solver != ADAM else "train_epoch"
+    widths = sizes.tolist()[1:]
+    if (batch_size >= COLUMNS_MIN_BATCH and max(widths) <= COLUMNS_MAX_WIDTH
+            and (output != SOFTMAX or widths[-1] >= 2)):
+        return "train_columns"
+    return "train_epoch"
 
 
 def _targets_for(output, target, rows, k, dtype):
@@ -176,6 +201,36 @@ def _positive_int(value, name):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def _work(work, need, dtype):
+    """The ``work`` scratch of an epoch or a loss: ``need`` entries of ``dtype``,
+    allocated when not given."""
+    if work is None:
+        return np.empty(need, dtype=dtype)
+    if not isinstance(work, np.ndarray):
+        raise TypeError(f"work must be a numpy array, got {type(work).__name__}")
+    if work.dtype != dtype:
+        raise TypeError(f"X, params and work must share one dtype, got {dtype} and "
+                        f"{work.dtype}")
+    if (work.ndim != 1 or work.size < need or not work.flags.c_contiguous
+            or not work.flags.writeable):
+        raise ValueError(f"work must be a writeable, C-contiguous 1-D array of at least "
+                         f"{need} entries, got shape {work.shape}")
+    return work
+
+
+def read_only(X):
+    """Kernel input X as the compiled kernels take it: a read-only view of a
+    dense array, or of each array of a CSR triple. Writeable arrays and
+    read-only ones (a pandas frame's values, a memory map) then share one
+    compiled signature instead of compiling every kernel twice."""
+    if not isinstance(X, np.ndarray):
+        return tuple(read_only(a) for a in X)
+    if X.flags.writeable:
+        X = X.view()
+        X.flags.writeable = False
+    return X
 
 
 class Kernels:
@@ -360,7 +415,7 @@ class Kernels:
         return self._predict(as_input(X, params.dtype, int(sizes[0])), params, sizes, act, outk)
 
     def _predict(self, X, params, sizes, act, output):
-        return self._core.predict_rows(X, params, sizes, act, output)
+        return self._core.predict_rows(read_only(X), params, sizes, act, output)
 
     def work_size(self, sizes, batch_size, sparse=False):
         """Length of the ``work`` array that ``train_epoch`` and ``loss_gradient`` need
@@ -405,18 +460,8 @@ class Kernels:
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows)):
             raise ValueError("order must be a 1-D array of row indices of X")
-        need = work_size(sizes, batch_size, sparse=not isinstance(X, np.ndarray))
-        if work is None:
-            work = np.empty(need, dtype=params.dtype)
-        elif not isinstance(work, np.ndarray):
-            raise TypeError(f"work must be a numpy array, got {type(work).__name__}")
-        elif work.dtype != params.dtype:
-            raise TypeError(f"X, params and work must share one dtype, got {params.dtype} "
-                            f"and {work.dtype}")
-        elif (work.ndim != 1 or work.size < need or not work.flags.c_contiguous
-              or not work.flags.writeable):
-            raise ValueError(f"work must be a writeable, C-contiguous 1-D array of at least "
-                             f"{need} entries, got shape {work.shape}")
+        work = _work(work, work_size(sizes, batch_size, sparse=not isinstance(X, np.ndarray)),
+                     params.dtype)
         data, penalty, step, done = self._epoch(
             X, y, Y, w, order, params, grads, state1, state2, int(step), sizes, act, outk,
             solv, float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
@@ -430,9 +475,11 @@ class Kernels:
         """``train_epoch`` of the core on checked arguments, all or nothing:
         a failed epoch puts params and state back as they were."""
         saved = [a.copy() for a in _distinct(params, state1, state2)]
-        data, penalty, new_step, done = self._core.train_epoch(
-            X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
-            solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work)
+        X = read_only(X)
+        epoch_kernel = getattr(self._core, epoch_path(X, sizes, batch_size, output, solver))
+        data, penalty, new_step, done = epoch_kernel(
+            X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output, solver,
+            lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work)
         if done < order.shape[0]:
             for a, copy in zip(_distinct(params, state1, state2), saved):
                 np.copyto(a, copy)
@@ -454,24 +501,14 @@ class Kernels:
         chunk = _positive_int(chunk, "chunk")
         y, Y = _targets_for(outk, target, rows, int(sizes[-1]), params.dtype)
         w = _weights_for(sample_weight, rows)
-        need = work_size(sizes, chunk, sparse=not isinstance(X, np.ndarray))
-        if work is None:
-            work = np.empty(need, dtype=params.dtype)
-        elif not isinstance(work, np.ndarray):
-            raise TypeError(f"work must be a numpy array, got {type(work).__name__}")
-        elif work.dtype != params.dtype:
-            raise TypeError(f"X, params and work must share one dtype, got {params.dtype} "
-                            f"and {work.dtype}")
-        elif (work.ndim != 1 or work.size < need or not work.flags.c_contiguous
-              or not work.flags.writeable):
-            raise ValueError(f"work must be a writeable, C-contiguous 1-D array of at least "
-                             f"{need} entries, got shape {work.shape}")
+        work = _work(work, work_size(sizes, chunk, sparse=not isinstance(X, np.ndarray)),
+                     params.dtype)
         return self._loss_gradient(X, y, Y, w, params, grads, sizes, act, outk, float(l2),
                                    chunk, work)
 
     def _loss_gradient(self, X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
-        data, penalty = self._core.loss_gradient(X, y, Y, w, params, grads, sizes, act,
-                                                 output, l2, chunk, work)
+        data, penalty = self._core.loss_gradient(read_only(X), y, Y, w, params, grads, sizes,
+                                                 act, output, l2, chunk, work)
         return float(data), float(penalty)
 
 

@@ -1,9 +1,13 @@
 """Every option of the compiled kernels, and the sizes they tune by, in one place.
 
 The kernels never spell out a numba option themselves: they use ``JIT``
-(serial), ``PJIT`` (``prange`` loops), ``INLINE`` (scalar helpers) or
-``REDUCE`` (vectorised sums). This module imports nothing heavy and changes
-nothing outside itself: the numba core reads it when it is first loaded.
+(serial), ``INLINE`` (scalar helpers), ``REDUCE`` (vectorised sums) or
+``INLINE_REDUCE`` (the helpers of those). Every kernel runs on the calling
+thread: on the machines measured, a ``prange`` loop did not pay for waking a
+thread beside BLAS's own (README, "Threads"). This
+module imports nothing heavy and changes nothing outside itself: the numba core
+reads it when it is first loaded, and the API reads the sizes that choose an
+epoch's kernel (``api.epoch_path``).
 
 The numba core freezes the sizes below into its compiled code; it checks them
 against its cached machine code when it loads and rebuilds the cache when one
@@ -24,16 +28,14 @@ JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH))
 #: by the data. Nothing that calls ``_exp`` may use it.
 REDUCE = dict(JIT, fastmath=set(FASTMATH | {"reassoc"}))
 
-#: Kernels with ``prange`` loops.
-PJIT = dict(JIT, parallel=True)
-
 #: Scalar helpers (exp, sigmoid, tanh): inlined into the loops that call them,
 #: at numba's level, so that those loops vectorise.
 INLINE = dict(JIT, inline="always")
 
-#: Elements (rows x columns) of elementwise work below which a ``prange`` loop
-#: does not pay: waking the threads costs tens of microseconds.
-PARALLEL_MIN_ELEMENTS = 1 << 17
+#: Helpers of ``REDUCE`` kernels, inlined into them: one compiled call does a
+#: whole pass of many short loops (a call passes every array as several
+#: machine words, which costs more than a narrow loop).
+INLINE_REDUCE = dict(REDUCE, inline="always")
 
 #: Below this many multiply-adds a matrix product is a plain loop, not a BLAS call.
 SMALL_GEMM = 1 << 14
@@ -45,7 +47,13 @@ NARROW = 16
 #: Rows of one forward pass in ``predict``: bounds the scratch memory.
 PREDICT_CHUNK = 4096
 
-#: The OpenMP wait policy numba's thread pool starts with (see
-#: ``numba_core.start_threads``): idle workers sleep at once instead of spinning
-#: on the cores that BLAS is using.
-OMP_WAIT_POLICY = "passive"
+#: Narrow networks (every layer after the input at most this wide) train in
+#: feature-major blocks (``numba_core.train_columns``) when their batches hold at
+#: least ``COLUMNS_MIN_BATCH`` rows: rows then fill the vector lanes that the
+#: few units of a layer cannot.
+COLUMNS_MAX_WIDTH = 16
+COLUMNS_MIN_BATCH = 32
+
+#: Rows per feature-major block: the block's activations stay in the L1/L2 cache.
+COLUMNS_BLOCK = 1024
+

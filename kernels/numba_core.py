@@ -1,25 +1,45 @@
 """Compiled (numba) kernels: every formula as an in-place loop.
 
 Each kernel writes into arrays its caller provides and allocates nothing but
-small views, except ``predict_rows``, which returns its result. Inner loops
-index flat (1-D) views with plain offsets: making a row view per row costs more
-than a narrow row's arithmetic. The whole-epoch kernel ``train_epoch`` and the
-full-batch ``loss_gradient`` call the others, so they all live in this one
-module (numba rebuilds a cached function only when its own source file
-changes; the values it takes from ``codes`` and ``config`` are checked by
-``ensure_fresh``).
+small views and index arrays, except ``predict_rows``, which returns its
+result. The whole-epoch kernels and the full-batch ``loss_gradient`` call the
+others, so they all live in this one module (numba rebuilds a cached function
+only when its own source file changes; the values it takes from ``codes`` and
+``config`` are checked by ``ensure_fresh``).
 
-Elementwise math uses ``_exp``, a range-reduced polynomial that vectorises
-(numba has no SIMD ``exp`` on this platform). Results are computed in float64
-and stored in the array's dtype.
+An epoch is trained by one of three kernels with one signature; the API picks
+one by the shape of the work (``api.epoch_path``), and each is its own
+compiled entry point, so that a fit compiles only the one it uses:
+
+- ``train_rows``: batches of one row (dense X). Per row, the forward pass
+  over flat parameters, then per layer from the top one sweep that takes the
+  delta for the layer below from the old weights and updates the layer.
+- ``train_columns``: narrow networks on large batches (dense X). Blocks of
+  ``COLUMNS_BLOCK`` rows are transposed (feature-major), so that every inner
+  loop runs over the rows of the block and vectorises however narrow the
+  layers are.
+- ``train_epoch``: everything else (wide layers, CSR X): row-major blocks,
+  products by BLAS (or plain loops below ``SMALL_GEMM``), a fused pass per
+  layer for the activation's derivative and the bias gradient, and a one-pass
+  update of each layer.
+
+Inner loops that must vectorise index flat arrays with unsigned offsets: a
+signed computed index (``a[o + j]``) makes numba emit a wraparound select that
+stops LLVM's vectoriser, and a view per row costs more than a narrow row's
+arithmetic. Elementwise math uses range-reduced polynomials that vectorise
+(numba has no SIMD ``exp`` or ``log`` on this platform): ``_exp`` in float64,
+and float32 twins (``_exp32``, ``_log32``, ``_tanh32``) that keep float32
+loops at twice the vector width; ``_exp_t`` and friends pick by the value's
+type.
 
 The input X of the training and prediction kernels is either a C-contiguous
 2-D array or a CSR triple ``(data, indices, indptr)``; only the first layer
-differs (``_first_forward``, ``_first_gradient``), chosen by type when numba
-compiles, so a dense fit never compiles the sparse code.
+of ``train_epoch`` differs (``_first_forward``, ``_first_gradient``), chosen by
+type when numba compiles, so a dense fit never compiles the sparse code.
 
-Sections: set-up, exp, matrix products, activations, output layers,
-optimisers, layout and the first layer, network forward, training.
+Sections: set-up, bits, exp and log, matrix products, activations, output
+layers, optimisers, layout and the first layer, network forward, training
+(batches, rows, columns, full batch).
 """
 
 import os
@@ -34,7 +54,7 @@ from numba.extending import intrinsic, overload
 from . import config
 from .codes import (ADAM, IDENTITY, LOGISTIC, POISSON, RELU, SIGMOID, SOFTMAX, SQUARED,
                     TANH)
-from .config import NARROW, PARALLEL_MIN_ELEMENTS, PREDICT_CHUNK, SMALL_GEMM
+from .config import COLUMNS_BLOCK, NARROW, PREDICT_CHUNK, SMALL_GEMM
 
 
 # ------------------------------------------------------------------ set-up
@@ -71,10 +91,14 @@ JIT = dict(config.JIT, cache=_CACHE)
 OVERLOAD = dict(config.JIT, cache=False)
 REDUCE = dict(config.REDUCE, cache=_CACHE)
 INLINE = dict(config.INLINE, cache=_CACHE)
+INLINE_REDUCE = dict(config.INLINE_REDUCE, cache=_CACHE)
 
 #: Every value from another module that the compiled code below freezes in.
 _FROZEN = (IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, SQUARED, LOGISTIC, POISSON, ADAM,
-           NARROW, PARALLEL_MIN_ELEMENTS, PREDICT_CHUNK, SMALL_GEMM)
+           NARROW, PREDICT_CHUNK, SMALL_GEMM, COLUMNS_BLOCK)
+
+#: Unsigned index type of the loops that must vectorise (see the module's docstring).
+U = np.uint64
 
 
 @njit(**JIT)
@@ -98,16 +122,7 @@ def ensure_fresh():
     return True
 
 
-# ---------------------------------------------------------------------- exp
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer
-_SHIFTER_BITS = 0x4338000000000000
-_EXP_LO = -708.0
-_EXP_HI = 709.782712893384  # log(largest float64)
-
-
+# --------------------------------------------------------------------- bits
 @intrinsic
 def _bits_of(typingctx, x):
     """The int64 with the bit pattern of float64 ``x``."""
@@ -128,6 +143,90 @@ def _float_of(typingctx, n):
         return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen
+
+
+@intrinsic
+def _bits32_of(typingctx, x):
+    """The int32 with the bit pattern of float32 ``x``."""
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _float32_of(typingctx, n):
+    """The float32 with the bit pattern of int32 ``n``."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _half_pow2_32(typingctx, t):
+    """2**(k-1) as a float32, for ``t = k + 1.5 * 2**23`` (float32, k an integer
+    in [-125, 128]), built in int32 arithmetic so that float32 loops keep their
+    vector width."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        b = builder.bitcast(args[0], i32)
+        b = builder.sub(b, ir.Constant(i32, 0x4B400000 - 126))
+        b = builder.shl(b, ir.Constant(i32, 23))
+        return builder.bitcast(b, ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _abs_key(typingctx, x):
+    """|x|'s bit pattern as an integer of x's width (int32 for float32, int64
+    for float64): it orders like |x|, and NaN and inf are the keys >=
+    ``_inf_key``. Tracking the largest key is
+    an integer max reduction, which vectorises; a comparison chain of floats
+    does not."""
+    if x == types.float32:
+        def codegen(context, builder, signature, args):
+            b = builder.bitcast(args[0], ir.IntType(32))
+            return builder.and_(b, ir.Constant(ir.IntType(32), 0x7FFFFFFF))
+
+        return types.int32(x), codegen
+    if x == types.float64:
+        def codegen(context, builder, signature, args):
+            b = builder.bitcast(args[0], ir.IntType(64))
+            return builder.and_(b, ir.Constant(ir.IntType(64), 0x7FFFFFFFFFFFFFFF))
+
+        return types.int64(x), codegen
+    return None
+
+
+@njit(**JIT)
+def _inf_key(a):
+    """The ``_abs_key`` of inf in a's dtype: keys below it are finite values."""
+    return 0x7F800000 if a.itemsize == 4 else 0x7FF0000000000000
+
+
+# -------------------------------------------------------------- exp and log
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer
+_SHIFTER_BITS = 0x4338000000000000
+_EXP_LO = -708.0
+_EXP_HI = 709.782712893384  # log(largest float64)
+_SHIFTER32 = 12582912.0  # 1.5 * 2**23
+_LN2_HI32 = 0.693359375  # ln 2 in two float32 parts
+_LN2_LO32 = -2.12194440e-4
+_EXP32_LO = -87.0
+_EXP32_HI = 88.72  # just below log(largest float32)
+_SQRT_HALF_BITS = 0x3FE6A09E667F3BCD  # sqrt(1/2) in float64
+_SQRT_HALF_BITS32 = 0x3F3504F3  # sqrt(1/2) in float32
 
 
 @njit(**INLINE)
@@ -172,6 +271,60 @@ def _exp(x, f32):
 
 
 @njit(**INLINE)
+def _exp32(x):
+    """exp(x) in float32 arithmetic (float32 x), within 2 ulp of float32; inf
+    above log(max float32), 0 below -87 (results under 2e-38 may flush to 0).
+    The scheme of ``_exp`` with a degree-6 polynomial, at float32's vector
+    width."""
+    f = np.float32
+    c = min(max(x, f(_EXP32_LO)), f(_EXP32_HI))
+    t = c * f(_LOG2E) + f(_SHIFTER32)
+    k = t - f(_SHIFTER32)
+    r = (c - k * f(_LN2_HI32)) - k * f(_LN2_LO32)
+    r2 = r * r
+    p = ((r + r2 * (f(1.0 / 2.0) + r * f(1.0 / 6.0)))
+         + (r2 * r2) * ((f(1.0 / 24.0) + r * f(1.0 / 120.0)) + r2 * f(1.0 / 720.0)))
+    y = ((f(1.0) + p) * _half_pow2_32(t)) * f(2.0)
+    y = f(0.0) if x < f(_EXP32_LO) else y
+    y = f(np.inf) if x > f(_EXP32_HI) else y
+    return y
+
+
+@njit(**INLINE)
+def _log64(x):
+    """log(x) for finite float64 x > 0 (normal), within about 1 ulp; branch-free.
+
+    x = 2**e m with m in [sqrt(1/2), sqrt(2)); log(m) = 2 atanh(s), s = (m - 1)
+    / (m + 1), by its odd series in s (|s| < 0.172) to degree 21."""
+    b = _bits_of(x)
+    e = (b - _SQRT_HALF_BITS) >> 52
+    m = _float_of(b - (e << 52))
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    z2 = z * z
+    p = ((1.0 / 3.0 + z * (1.0 / 5.0)) + z2 * (1.0 / 7.0 + z * (1.0 / 9.0))
+         + (z2 * z2) * (((1.0 / 11.0 + z * (1.0 / 13.0)) + z2 * (1.0 / 15.0 + z * (1.0 / 17.0)))
+                        + (z2 * z2) * (1.0 / 19.0 + z * (1.0 / 21.0))))
+    ef = np.float64(e)
+    return ef * _LN2_HI + ((2.0 * s + 2.0 * s * (z * p)) + ef * _LN2_LO)
+
+
+@njit(**INLINE)
+def _log32(x):
+    """log(x) for finite float32 x > 0 (normal) in float32 arithmetic, within
+    about 2 ulp of float32: ``_log64``'s scheme to degree 9."""
+    f = np.float32
+    b = _bits32_of(x)
+    e = (b - np.int32(_SQRT_HALF_BITS32)) >> np.int32(23)
+    m = _float32_of(b - (e << np.int32(23)))
+    s = (m - f(1.0)) / (m + f(1.0))
+    z = s * s
+    p = (f(1.0 / 3.0) + z * f(1.0 / 5.0)) + (z * z) * (f(1.0 / 7.0) + z * f(1.0 / 9.0))
+    ef = f(e)
+    return ef * f(_LN2_HI32) + ((f(2.0) * s + f(2.0) * s * (z * p)) + ef * f(_LN2_LO32))
+
+
+@njit(**INLINE)
 def _sigmoid(v, f32):
     return 1.0 / (1.0 + _exp(-v, f32))
 
@@ -183,17 +336,79 @@ def _tanh(v, f32):
     accuracy down to 0). Both are computed: the select keeps loops branch-free."""
     a = abs(v)
     e = _exp(-2.0 * a, f32)
-    big = (1.0 - e) / (1.0 + e)
     q = _expm1_reduced(-2.0 * a, f32)
-    small = -q / (2.0 + q)
-    t = small if a < 0.17328679513998632 else big
+    small = a < 0.17328679513998632
+    t = (-q if small else 1.0 - e) / ((2.0 + q) if small else (1.0 + e))  # one division
     return t if v >= 0 else -t
+
+
+@njit(**INLINE)
+def _tanh32(v):
+    """tanh in float32 arithmetic: (1 - e) / (1 + e), e = exp(-2|v|), and for
+    |v| < 0.17 its odd Taylor polynomial to degree 7 (relative accuracy down
+    to 0); branch-free."""
+    f = np.float32
+    a = abs(v)
+    e = _exp32(f(-2.0) * a)
+    big = (f(1.0) - e) / (f(1.0) + e)
+    a2 = a * a
+    small = a * (f(1.0) + a2 * (f(-1.0 / 3.0) + a2 * (f(2.0 / 15.0) + a2 * f(-17.0 / 315.0))))
+    t = small if a < f(0.17) else big
+    return t if v >= f(0.0) else -t
 
 
 @njit(**INLINE)
 def _softplus(v):
     """log(1 + exp(v)) in float64, finite for any finite v."""
     return max(v, 0.0) + np.log1p(_exp(-abs(v), False))
+
+
+def _exp_t(x):
+    """exp(x) in x's own precision: ``_exp32`` for float32, ``_exp`` for float64."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_exp_t, jit_options=OVERLOAD, inline="always")
+def _exp_t_impl(x):
+    if x == types.float32:
+        return lambda x: _exp32(x)
+    return lambda x: _exp(x, False)
+
+
+def _log_t(x):
+    """log(x) (x > 0) in x's own precision: ``_log32`` or ``_log64``."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_log_t, jit_options=OVERLOAD, inline="always")
+def _log_t_impl(x):
+    if x == types.float32:
+        return lambda x: _log32(x)
+    return lambda x: _log64(x)
+
+
+def _sigmoid_t(x):
+    """The sigmoid in x's own precision."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_sigmoid_t, jit_options=OVERLOAD, inline="always")
+def _sigmoid_t_impl(x):
+    if x == types.float32:
+        return lambda x: np.float32(1.0) / (np.float32(1.0) + _exp32(-x))
+    return lambda x: _sigmoid(x, False)
+
+
+def _tanh_t(x):
+    """tanh in x's own precision."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_tanh_t, jit_options=OVERLOAD, inline="always")
+def _tanh_t_impl(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: _tanh(x, False)
 
 
 # ---------------------------------------------------------- matrix products
@@ -205,22 +420,36 @@ def _flat(A):
 
 @njit(**JIT)
 def gemm_nn(A, B, C):
-    """C = A @ B."""
+    """C = A @ B; a single row of A is a plain loop at any size (one pass over
+    B, which BLAS cannot beat). The loop takes eight rows of B per pass over a
+    row of C: one load and store of C per eight multiply-adds."""
     m, k = A.shape
     n = B.shape[1]
-    if m * n * k > SMALL_GEMM:
+    if m * n * k > SMALL_GEMM and m > 1:
         np.dot(A, B, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
-    for i in range(m):
-        ci = c[i * n : (i + 1) * n]
-        for j in range(n):
-            ci[j] = 0.0
-        for p in range(k):
-            av = a[i * k + p]
-            bp = b[p * n : (p + 1) * n]
-            for j in range(n):
-                ci[j] += av * bp[j]
+    ku, nu = U(k), U(n)
+    k8 = ku - ku % U(8)
+    for i in range(U(m)):
+        ci = i * nu
+        ai = i * ku
+        for j in range(nu):
+            c[ci + j] = 0.0
+        for p in range(U(0), k8, U(8)):
+            a0, a1, a2, a3 = a[ai + p], a[ai + p + U(1)], a[ai + p + U(2)], a[ai + p + U(3)]
+            a4, a5, a6, a7 = a[ai + p + U(4)], a[ai + p + U(5)], a[ai + p + U(6)], a[ai + p + U(7)]
+            b0 = p * nu
+            b1, b2, b3, b4 = b0 + nu, b0 + U(2) * nu, b0 + U(3) * nu, b0 + U(4) * nu
+            b5, b6, b7 = b0 + U(5) * nu, b0 + U(6) * nu, b0 + U(7) * nu
+            for j in range(nu):
+                c[ci + j] += (((a0 * b[b0 + j] + a1 * b[b1 + j]) + (a2 * b[b2 + j] + a3 * b[b3 + j]))
+                              + ((a4 * b[b4 + j] + a5 * b[b5 + j]) + (a6 * b[b6 + j] + a7 * b[b7 + j])))
+        for p in range(k8, ku):
+            av = a[ai + p]
+            bp = p * nu
+            for j in range(nu):
+                c[ci + j] += av * b[bp + j]
 
 
 @njit(**JIT)
@@ -232,15 +461,16 @@ def gemm_tn(A, B, C):
         np.dot(A.T, B, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
+    ku, nu = U(k), U(n)
     for i in range(c.shape[0]):
         c[i] = 0.0
-    for p in range(m):
-        bp = b[p * n : (p + 1) * n]
-        for i in range(k):
-            av = a[p * k + i]
-            ci = c[i * n : (i + 1) * n]
-            for j in range(n):
-                ci[j] += av * bp[j]
+    for p in range(U(m)):
+        bp = p * nu
+        for i in range(ku):
+            av = a[p * ku + i]
+            ci = i * nu
+            for j in range(nu):
+                c[ci + j] += av * b[bp + j]
 
 
 @njit(**JIT)
@@ -252,14 +482,15 @@ def gemm_nt(A, B, C):
         np.dot(A, B.T, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
-    for i in range(m):
-        ai = a[i * k : (i + 1) * k]
-        for j in range(n):
-            bj = b[j * k : (j + 1) * k]
+    ku, nu = U(k), U(n)
+    for i in range(U(m)):
+        ai = i * ku
+        for j in range(nu):
+            bj = j * ku
             s = 0.0
-            for p in range(k):
-                s += ai[p] * bj[p]
-            c[i * n + j] = s
+            for p in range(ku):
+                s += a[ai + p] * b[bj + p]
+            c[i * nu + j] = s
 
 
 @njit(**REDUCE)
@@ -278,12 +509,13 @@ def column_sums(D, out):
     """out[j] = sum over rows of D[:, j], in the dtype of ``out``."""
     m, n = D.shape
     d = _flat(D)
-    for j in range(n):
+    nu = U(n)
+    for j in range(nu):
         out[j] = 0.0
-    for i in range(m):
-        row = d[i * n : (i + 1) * n]
-        for j in range(n):
-            out[j] += row[j]
+    for i in range(U(m)):
+        base = i * nu
+        for j in range(nu):
+            out[j] += d[base + j]
 
 
 # -------------------------------------------------------------- activations
@@ -304,6 +536,22 @@ def _act_flat(z, lo, hi, act):
             z[i] = _tanh(z[i], f32)
 
 
+@njit(**INLINE)
+def _act_span(z, lo, n, act):
+    """z[lo:lo + n] = f(z[lo:lo + n]) in place, in z's own precision (unsigned
+    lo and n, no view): the activation of the training kernels."""
+    if act == RELU:
+        for j in range(n):
+            v = z[lo + j]
+            z[lo + j] = 0.0 if v < 0 else v
+    elif act == SIGMOID:
+        for j in range(n):
+            z[lo + j] = _sigmoid_t(z[lo + j])
+    elif act == TANH:
+        for j in range(n):
+            z[lo + j] = _tanh_t(z[lo + j])
+
+
 @njit(**JIT)
 def bias_act_rows(Z, b, act, r0, r1):
     """Z[r] = f(Z[r] + b) in place for rows r0..r1-1.
@@ -314,28 +562,29 @@ def bias_act_rows(Z, b, act, r0, r1):
     n = Z.shape[1]
     z = _flat(Z)
     f32 = Z.itemsize == 4
+    nu = U(n)
     if n < NARROW or act == IDENTITY:
-        for i in range(r0, r1):
-            row = z[i * n : (i + 1) * n]
-            for j in range(n):
-                row[j] += b[j]
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                z[row + j] += b[j]
         _act_flat(z, r0 * n, r1 * n, act)
     elif act == RELU:
-        for i in range(r0, r1):
-            row = z[i * n : (i + 1) * n]
-            for j in range(n):
-                v = row[j] + b[j]
-                row[j] = 0.0 if v < 0 else v
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                v = z[row + j] + b[j]
+                z[row + j] = 0.0 if v < 0 else v
     elif act == SIGMOID:
-        for i in range(r0, r1):
-            row = z[i * n : (i + 1) * n]
-            for j in range(n):
-                row[j] = _sigmoid(row[j] + b[j], f32)
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                z[row + j] = _sigmoid(z[row + j] + b[j], f32)
     else:
-        for i in range(r0, r1):
-            row = z[i * n : (i + 1) * n]
-            for j in range(n):
-                row[j] = _tanh(row[j] + b[j], f32)
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                z[row + j] = _tanh(z[row + j] + b[j], f32)
 
 
 @njit(**JIT)
@@ -361,6 +610,38 @@ def act_backward(A, dA, act, out):
     else:
         for i in range(o.shape[0]):
             o[i] = d[i]
+
+
+@njit(**JIT)
+def _act_backward_sums(A, G, act, gb):
+    """G *= f'(.) in place from the activation output A, and gb = the column
+    sums of the result (the bias gradient of the layer whose delta G is): one
+    pass instead of two."""
+    m, n = G.shape
+    a, g = _flat(A), _flat(G)
+    nu = U(n)
+    for j in range(nu):
+        gb[j] = 0.0
+    for i in range(U(m)):
+        row = i * nu
+        if act == RELU:
+            for j in range(nu):
+                v = g[row + j] if a[row + j] > 0 else 0.0
+                g[row + j] = v
+                gb[j] += v
+        elif act == SIGMOID:
+            for j in range(nu):
+                v = g[row + j] * (a[row + j] * (1.0 - a[row + j]))
+                g[row + j] = v
+                gb[j] += v
+        elif act == TANH:
+            for j in range(nu):
+                v = g[row + j] * (1.0 - a[row + j] * a[row + j])
+                g[row + j] = v
+                gb[j] += v
+        else:
+            for j in range(nu):
+                gb[j] += g[row + j]
 
 
 # ------------------------------------------------------------ output layers
@@ -479,54 +760,60 @@ def output_rows(Z, y, Y, w, order, start, scale, output, D):
     for i in range(m):
         r = _row(order, start, i)
         wr = w[r] if weighted else 1.0
-        ws = wr * scale
-        row = 0.0
-        for j in range(k):
-            v = np.float64(z[i * k + j])
-            tv = np.float64(t[r * k + j])
-            if output == SQUARED:
-                p = v
-                row += 0.5 * (v - tv) * (v - tv)
-            elif output == LOGISTIC:
-                p = _sigmoid(v, f32)
-                row += _softplus(v) - tv * v
-            else:  # POISSON
-                p = _exp(v, False)
-                row += (tv * np.log(tv) if tv > 0 else 0.0) - tv * v - tv + p
-            z[i * k + j] = p
-            d[i * k + j] = (p - tv) * ws
-        total += wr * row
+        total += wr * _target_row(z, i * k, d, i * k, t, r * k, k, wr * scale, output)
     return total
 
 
-# --------------------------------------------------------------- optimisers
 @njit(**JIT)
-def _limit(a):
-    """Largest finite value of a's dtype (float32 or float64)."""
-    return 3.4028234663852886e38 if a.itemsize == 4 else 1.7976931348623157e308
+def _target_row(z, zo, d, do, t, to, k, ws, output):
+    """One row of the squared, logistic or poisson output (``output_rows``):
+    the k logits at z[zo:] are replaced by the output, the delta (output -
+    target) * ws goes to d[do:], the targets being t[to:]; returns the row's
+    loss in float64."""
+    f32 = z.itemsize == 4
+    row = 0.0
+    for j in range(k):
+        v = np.float64(z[zo + j])
+        tv = np.float64(t[to + j])
+        if output == SQUARED:
+            p = v
+            row += 0.5 * (v - tv) * (v - tv)
+        elif output == LOGISTIC:
+            p = _sigmoid(v, f32)
+            row += _softplus(v) - tv * v
+        else:  # POISSON
+            p = _exp(v, False)
+            row += (tv * np.log(tv) if tv > 0 else 0.0) - tv * v - tv + p
+        z[zo + j] = p
+        d[do + j] = (p - tv) * ws
+    return row
 
 
+# --------------------------------------------------------------- optimisers
 @njit(**REDUCE)
-def sgd_step(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1):
-    """One SGD step on entries i0..i1-1, in one pass: grads += decay * params
-    (the L2 term, kept in ``grads``), velocity = momentum * velocity - lr *
-    grads, params += velocity (Nesterov: params += momentum * velocity - lr *
-    grads). Returns (whether every new value is finite in the dtype, sum of
-    the new params**2)."""
-    limit = _limit(params)
-    ok = True
+def sgd_step(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1, keep):
+    """One SGD step on entries i0..i1-1, in one pass, in the arrays' precision:
+    g = grads + decay * params (the L2 term; stored back into ``grads`` when
+    ``keep``), velocity = momentum * velocity - lr * g, params += velocity
+    (Nesterov: params += momentum * velocity - lr * g). Returns (whether every
+    new value is finite in the dtype, sum of the new params**2)."""
+    dt = params.dtype.type
+    lr_, mom, dec = dt(lr), dt(momentum), dt(decay)
+    c1, c2 = (mom, lr_) if nesterov else (dt(1.0), dt(0.0))
+    key = _abs_key(dt(0.0))
     sq = 0.0
     params, grads, velocity = params[i0:i1], grads[i0:i1], velocity[i0:i1]
     for i in range(params.shape[0]):
-        g = grads[i] + decay * params[i]
-        grads[i] = g
-        v = momentum * velocity[i] - lr * g
-        p = params[i] + (momentum * v - lr * g if nesterov else v)
+        g = grads[i] + dec * params[i]
+        v = mom * velocity[i] - lr_ * g
+        p = params[i] + (c1 * v - c2 * g)
+        if keep:
+            grads[i] = g
         velocity[i] = v
         params[i] = p
-        ok &= (abs(v) <= limit) & (abs(p) <= limit)
-        sq += p * p
-    return ok, sq
+        key = max(key, max(_abs_key(v), _abs_key(p)))
+        sq += np.float64(p) * np.float64(p)
+    return key < _inf_key(params), sq
 
 
 @njit(**JIT)
@@ -539,9 +826,11 @@ def adam_rate(lr, beta1, beta2, step):
 @njit(**REDUCE)
 def adam_step(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
     """One Adam step on entries i0..i1-1 (``rate`` from ``adam_rate``), in one
-    pass, the L2 term added to ``grads`` first; returns what ``sgd_step`` does."""
-    limit = _limit(params)
-    ok = True
+    pass, the L2 term added to ``grads`` first; returns what ``sgd_step`` does.
+    Computed in float64 and rounded when stored: a float32 square of a large
+    gradient would overflow where the stored moment does not."""
+    dt = params.dtype.type
+    key = _abs_key(dt(0.0))
     sq = 0.0
     params, grads, m1, m2 = params[i0:i1], grads[i0:i1], m1[i0:i1], m2[i0:i1]
     for i in range(params.shape[0]):
@@ -553,14 +842,15 @@ def adam_step(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
         m1[i] = a
         m2[i] = b
         params[i] = p
-        ok &= (abs(a) <= limit) & (b <= limit) & (abs(p) <= limit)
-        sq += p * p
-    return ok, sq
+        stored = dt(p)
+        key = max(key, max(_abs_key(dt(a)), max(_abs_key(dt(b)), _abs_key(stored))))
+        sq += np.float64(stored) * np.float64(stored)
+    return key < _inf_key(params), sq
 
 
 @njit(**JIT)
 def sgd_update(params, grads, velocity, lr, momentum, nesterov):
-    sgd_step(params, grads, velocity, lr, momentum, nesterov, 0.0, 0, params.shape[0])
+    sgd_step(params, grads, velocity, lr, momentum, nesterov, 0.0, 0, params.shape[0], False)
 
 
 @njit(**JIT)
@@ -571,18 +861,20 @@ def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
 
 @njit(**JIT)
 def _update_layer(params, grads, state1, state2, lo, mid, hi, solver, lr, momentum, nesterov,
-                  beta1, beta2, eps, rate, decay):
+                  beta1, beta2, eps, rate, decay, keep):
     """One optimiser step on a layer: W = params[lo:mid] with the L2 term
-    ``decay * W``, b = params[mid:hi] without. Returns (all new values finite,
-    sum of the new W**2)."""
+    ``decay * W``, b = params[mid:hi] without; SGD stores the gradient with
+    its L2 term only when ``keep``. Returns (all new values finite, sum of
+    the new W**2)."""
     if solver == ADAM:
         ok_w, sq = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, decay,
                              lo, mid)
         ok_b, _ = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, 0.0,
                             mid, hi)
     else:
-        ok_w, sq = sgd_step(params, grads, state1, lr, momentum, nesterov, decay, lo, mid)
-        ok_b, _ = sgd_step(params, grads, state1, lr, momentum, nesterov, 0.0, mid, hi)
+        ok_w, sq = sgd_step(params, grads, state1, lr, momentum, nesterov, decay, lo, mid,
+                            keep)
+        ok_b, _ = sgd_step(params, grads, state1, lr, momentum, nesterov, 0.0, mid, hi, keep)
     return ok_w and ok_b, sq
 
 
@@ -673,6 +965,19 @@ def _input_block_impl(X, work, offs, m, n_in):
     return lambda X, work, offs, m, n_in: work[:0].reshape(0, n_in)
 
 
+@njit(**JIT)
+def _gather(X, order, start, m, buf):
+    """buf[i] = X[order[start + i]] for the m rows of a batch."""
+    n_in = U(X.shape[1])
+    x, xb = _flat(X), _flat(buf)
+    rows = order[start : start + m]
+    for i in range(U(m)):
+        src = U(rows[i]) * n_in
+        dst = i * n_in
+        for j in range(n_in):
+            xb[dst + j] = x[src + j]
+
+
 def _first_forward(X, order, start, m, W, b, act, buf, out):
     """out = f(X[rows] @ W + b) for the m rows ``_row(order, start, i)``;
     ``buf`` (m x n_in) receives the dense rows where the product needs them.
@@ -684,19 +989,13 @@ def _first_forward(X, order, start, m, W, b, act, buf, out):
 def _first_forward_impl(X, order, start, m, W, b, act, buf, out):
     if isinstance(X, types.Array):
         def dense(X, order, start, m, W, b, act, buf, out):
-            n_in = X.shape[1]
             if order.shape[0] == 0:  # rows in their own order: X's rows, no copy
                 rows = X[start : start + m]
             elif m == 1:  # one row: X's own row, no copy
                 r = order[start]
                 rows = X[r : r + 1]
             else:
-                x, xb = _flat(X), _flat(buf)
-                for i in range(m):
-                    src = _row(order, start, i) * n_in
-                    dst = xb[i * n_in : (i + 1) * n_in]
-                    for j in range(n_in):
-                        dst[j] = x[src + j]
+                _gather(X, order, start, m, buf)
                 rows = buf
             linear(rows, W, b, act, out)
             return rows
@@ -706,17 +1005,18 @@ def _first_forward_impl(X, order, start, m, W, b, act, buf, out):
     def csr(X, order, start, m, W, b, act, buf, out):
         data, indices, indptr = X
         n = W.shape[1]
+        nu = U(n)
         w, o = _flat(W), _flat(out)
         for i in range(m):
             r = _row(order, start, i)
-            row = o[i * n : (i + 1) * n]
-            for j in range(n):
-                row[j] = 0.0
+            row = U(i) * nu
+            for j in range(nu):
+                o[row + j] = 0.0
             for p in range(indptr[r], indptr[r + 1]):
                 v = data[p]
-                wr = w[indices[p] * n : (indices[p] + 1) * n]
-                for j in range(n):
-                    row[j] += v * wr[j]
+                wr = U(indices[p]) * nu
+                for j in range(nu):
+                    o[row + j] += v * w[wr + j]
         bias_act_rows(out, b, act, 0, m)
         return buf
 
@@ -740,17 +1040,18 @@ def _first_gradient_impl(X, order, start, rows, D, gW):
     def csr(X, order, start, rows, D, gW):
         data, indices, indptr = X
         m, n = D.shape
+        nu = U(n)
         g, d = _flat(gW), _flat(D)
         for j in range(g.shape[0]):
             g[j] = 0.0
         for i in range(m):
             r = _row(order, start, i)
-            di = d[i * n : (i + 1) * n]
+            di = U(i) * nu
             for p in range(indptr[r], indptr[r + 1]):
                 v = data[p]
-                gr = g[indices[p] * n : (indices[p] + 1) * n]
-                for j in range(n):
-                    gr[j] += v * di[j]
+                gr = U(indices[p]) * nu
+                for j in range(nu):
+                    g[gr + j] += v * d[di + j]
 
     return csr
 
@@ -881,7 +1182,7 @@ def predict_rows(X, params, sizes, act, output):
     return out, labels, bad
 
 
-# ----------------------------------------------------------------- training
+# ------------------------------------------------------- training: batches
 @njit(**JIT)
 def _batch_weight(w, order, start, m):
     """Sum of the m rows' weights (m when unweighted)."""
@@ -894,6 +1195,19 @@ def _batch_weight(w, order, start, m):
 
 
 @njit(**JIT)
+def _last_live(w, order, batch_size):
+    """Start of the epoch's last batch of nonzero weight (-1: none): the batch
+    whose gradient ``grads`` keeps."""
+    n = order.shape[0]
+    start = ((n - 1) // batch_size) * batch_size
+    while start >= 0:
+        if _batch_weight(w, order, start, min(batch_size, n - start)) > 0:
+            return start
+        start -= batch_size
+    return -1
+
+
+@njit(**JIT)
 def _penalty_squares(params, sizes, offs):
     """Sum of the squares of every weight (not the biases)."""
     sq = 0.0
@@ -903,22 +1217,32 @@ def _penalty_squares(params, sizes, offs):
 
 
 @njit(**JIT)
-def _backward(X, order, start, m, first, params, sizes, offs, act, work, wo, l, gW, gb):
-    """Layer l's gradient into gW (prev^T D) and gb (column sums of D) from its
-    delta D in the work block of layer l, and, for l > 0, the delta of layer
-    l - 1 from the current (not yet updated) W."""
+def _delta(work, wo, sizes, m, l):
+    """Layer l's delta block: the two delta buffers alternate from the top."""
     L = sizes.shape[0] - 1
-    D = _block(work, wo, L + 1 + (L - 1 - l) % 2, m, sizes[l + 1])
+    return _block(work, wo, L + 1 + (L - 1 - l) % 2, m, sizes[l + 1])
+
+
+@njit(**JIT)
+def _layer_gradient(X, order, start, m, first, sizes, work, wo, l, gW):
+    """gW = A^T D for layer l, A its input block (the first layer's from X) and
+    D its delta."""
+    D = _delta(work, wo, sizes, m, l)
     if l == 0:
         _first_gradient(X, order, start, first, D, gW)
     else:
         gemm_tn(_block(work, wo, l, m, sizes[l]), D, gW)
-    column_sums(D, gb)
-    if l > 0:
-        W, _ = _weights(params, sizes, offs, l)
-        nxt = _block(work, wo, L + 1 + (L - l) % 2, m, sizes[l])
-        gemm_nt(D, W, nxt)
-        act_backward(_block(work, wo, l, m, sizes[l]), nxt, act, nxt)
+
+
+@njit(**JIT)
+def _delta_below(params, sizes, offs, act, work, wo, m, l, gb_below):
+    """The delta of layer l - 1, (D W^T) * f'(A), from layer l's delta D and its
+    current (not yet updated) W; with the column sums of the result (the bias
+    gradient of layer l - 1) into ``gb_below`` in the same pass."""
+    W, _ = _weights(params, sizes, offs, l)
+    nxt = _delta(work, wo, sizes, m, l - 1)
+    gemm_nt(_delta(work, wo, sizes, m, l), W, nxt)
+    _act_backward_sums(_block(work, wo, l, m, sizes[l]), nxt, act, gb_below)
 
 
 @njit(**JIT)
@@ -927,16 +1251,19 @@ def train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, a
     """One epoch of minibatch training; the NumPy backend has the same
     algorithm as array expressions. Returns (data loss, penalty, step, rows
     done): the two loss parts summed over batches, each batch's weighted by its
-    rows over its total weight. Each layer is updated right after its delta
-    for the layer below is taken, in one pass over its parameters. A batch
-    whose loss, or any new parameter or optimiser value, is not finite stops
-    the epoch at once (rows done < len(order)); the caller restores what it
-    saved, since layers above may have been updated.
+    rows over its total weight. Per layer from the top: its weight gradient
+    (a product), the delta for the layer below from the current W, fused with
+    the activation's derivative and the bias gradient of the layer below,
+    then the layer's update in one pass over its parameters. A batch whose
+    loss, or any new parameter or optimiser value, is not finite stops the
+    epoch at once (rows done < len(order)); the caller restores what it saved,
+    since layers above may have been updated.
     """
     n = order.shape[0]
     L = sizes.shape[0] - 1
     offs = _layers(sizes)
     wo = _offsets(sizes, batch_size, _input_rows(X, batch_size))
+    last = _last_live(w, order, batch_size)
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0  # sum of W**2, known after the first update
@@ -949,8 +1276,8 @@ def train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, a
         first = _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo,
                               out)
         scale = 1.0 / weight
-        data = output_rows(out, y, Y, w, order, start, scale, output,
-                           _block(work, wo, L + 1, m, sizes[L]))
+        D = _delta(work, wo, sizes, m, L - 1)
+        data = output_rows(out, y, Y, w, order, start, scale, output, D)
         penalty = 0.0
         if l2 > 0:
             if sq < 0:
@@ -963,12 +1290,18 @@ def train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, a
         rate = adam_rate(lr, beta1, beta2, step + 1)
         ok = True
         sq_new = 0.0
+        _, gb = _weights(grads, sizes, offs, L - 1)
+        column_sums(D, gb)
         for l in range(L - 1, -1, -1):
-            gW, gb = _weights(grads, sizes, offs, l)
-            _backward(X, order, start, m, first, params, sizes, offs, act, work, wo, l, gW, gb)
+            gW, _ = _weights(grads, sizes, offs, l)
+            _layer_gradient(X, order, start, m, first, sizes, work, wo, l, gW)
+            if l > 0:
+                _delta_below(params, sizes, offs, act, work, wo, m, l,
+                             _weights(grads, sizes, offs, l - 1)[1])
             good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
                                        offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
-                                       nesterov, beta1, beta2, eps, rate, l2 * scale)
+                                       nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                       start == last)
             ok = ok and good
             sq_new += part
         if not ok:
@@ -978,6 +1311,658 @@ def train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, a
     return data_total, penalty_total, step, n
 
 
+# ---------------------------------------------------------- training: rows
+@njit(**INLINE)
+def _row_layout(sizes):
+    """Unsigned offsets of the one-row kernel: (widths, start of each layer's
+    W and b in the parameters, start of each layer's activation in the work
+    array). Work holds the input row at ``acts[0]`` = 0, layer l's activation
+    at ``acts[l]`` (the logits last), then two delta buffers of the widest
+    layer at ``acts[L + 1]`` and ``acts[L + 2]``."""
+    L = sizes.shape[0] - 1
+    widths = np.empty(L + 1, dtype=np.uint64)
+    w_at = np.empty(L, dtype=np.uint64)
+    b_at = np.empty(L, dtype=np.uint64)
+    acts = np.empty(L + 3, dtype=np.uint64)
+    off = 0
+    for l in range(L):
+        w_at[l] = off
+        off += sizes[l] * sizes[l + 1]
+        b_at[l] = off
+        off += sizes[l + 1]
+    a = 0
+    widest = 0
+    for l in range(L + 1):
+        widths[l] = sizes[l]
+        acts[l] = a
+        a += sizes[l]
+        if l > 0:
+            widest = max(widest, sizes[l])
+    acts[L + 1] = a
+    acts[L + 2] = a + widest
+    return widths, w_at, b_at, acts
+
+
+@njit(**JIT)
+def _transpose_layers(src, dst, widths, w_at, b_at, back):
+    """dst = src with every layer's W (n_in x n_out, row-major) transposed to
+    n_out x n_in at the same offsets, biases copied; ``back``: the inverse."""
+    for l in range(w_at.shape[0]):
+        n_in, n_out, wl = widths[l], widths[l + 1], w_at[l]
+        for i in range(n_in):
+            for j in range(n_out):
+                if back:
+                    dst[wl + i * n_out + j] = src[wl + j * n_in + i]
+                else:
+                    dst[wl + j * n_in + i] = src[wl + i * n_out + j]
+        for j in range(b_at[l], b_at[l] + n_out):
+            dst[j] = src[j]
+
+
+@njit(**REDUCE)
+def _row_dots(T, work, src, dst, n_in, n_out, wl, bl):
+    """work[dst + j] = b[j] + the dot product of W's column j (row j of the
+    transposed layer in T) and the input work[src:src + n_in]: four outputs
+    per pass over the input, which shares its loads and overlaps four
+    reductions."""
+    dt = work.dtype.type
+    n4 = n_out - n_out % U(4)
+    for j in range(U(0), n4, U(4)):
+        r0 = wl + j * n_in
+        r1, r2, r3 = r0 + n_in, r0 + U(2) * n_in, r0 + U(3) * n_in
+        s0 = s1 = s2 = s3 = dt(0.0)
+        for i in range(n_in):
+            a = work[src + i]
+            s0 += T[r0 + i] * a
+            s1 += T[r1 + i] * a
+            s2 += T[r2 + i] * a
+            s3 += T[r3 + i] * a
+        work[dst + j] = s0 + T[bl + j]
+        work[dst + j + U(1)] = s1 + T[bl + j + U(1)]
+        work[dst + j + U(2)] = s2 + T[bl + j + U(2)]
+        work[dst + j + U(3)] = s3 + T[bl + j + U(3)]
+    for j in range(n4, n_out):
+        row = wl + j * n_in
+        s = dt(0.0)
+        for i in range(n_in):
+            s += T[row + i] * work[src + i]
+        work[dst + j] = s + T[bl + j]
+
+
+@njit(**INLINE)
+def _row_forward(x, xs, T, work, widths, w_at, b_at, acts, act):
+    """One row, X's x[xs:xs + widths[0]], copied to work[0:] and taken through
+    every layer: layer l's activation (logits for the last) into
+    work[acts[l + 1]:]; T holds the layers transposed
+    (``_transpose_layers``)."""
+    L = widths.shape[0] - 1
+    for i in range(widths[0]):
+        work[i] = x[xs + i]
+    for l in range(L):
+        _row_dots(T, work, acts[l], acts[l + 1], widths[l], widths[l + 1], w_at[l], b_at[l])
+        if l < L - 1:
+            _act_span(work, acts[l + 1], widths[l + 1], act)
+
+
+@njit(**INLINE)
+def _row_softmax(work, zo, do, k, label):
+    """Softmax + cross-entropy of one row of k logits at work[zo:], in float64:
+    writes the delta p - onehot(label) to work[do:] and returns the row's loss
+    log(sum(exp(z - max))) - (z[label] - max)."""
+    top = np.float64(work[zo])
+    for c in range(U(1), k):
+        top = max(top, np.float64(work[zo + c]))
+    s = 0.0
+    for c in range(k):
+        e = _exp(np.float64(work[zo + c]) - top, False)
+        work[do + c] = e
+        s += e
+    p_label = np.float64(work[do + label]) / s
+    inv = 1.0 / s
+    for c in range(k):
+        work[do + c] = work[do + c] * inv
+    work[do + label] = p_label - 1.0
+    return np.log(s) - (np.float64(work[zo + label]) - top)
+
+
+@njit(**INLINE_REDUCE)
+def _slope_span(work, at, src, n, act):
+    """work[at:at + n] *= f'(.) from the activations work[src:src + n]."""
+    dt = work.dtype.type
+    if act == SIGMOID:
+        for i in range(n):
+            a = work[src + i]
+            work[at + i] *= a * (dt(1.0) - a)
+    elif act == TANH:
+        for i in range(n):
+            a = work[src + i]
+            work[at + i] *= dt(1.0) - a * a
+    elif act == RELU:
+        for i in range(n):
+            work[at + i] = work[at + i] if work[src + i] > 0 else dt(0.0)
+
+
+@njit(**INLINE_REDUCE)
+def _layer_squares(T, V, wl, bl, n_out):
+    """(whether a layer's new W, b and velocities in T and V are all finite,
+    the sum of its W**2 in float64), in one pass over T: the sum of squares of
+    W and b is finite exactly when they are (a float32 square cannot overflow
+    a float64 sum), and a velocity that is not finite leaves a parameter that
+    is not. Only a float64 sum that overflows takes the exact check
+    (``_abs_key`` of every value)."""
+    sq_w = 0.0
+    sq_b = 0.0
+    for i in range(wl, bl):
+        p = np.float64(T[i])
+        sq_w += p * p
+    for i in range(bl, bl + n_out):
+        p = np.float64(T[i])
+        sq_b += p * p
+    if np.isfinite(sq_w + sq_b):
+        return True, sq_w
+    key = _abs_key(T[wl])
+    for i in range(wl, bl + n_out):
+        key = max(key, max(_abs_key(T[i]), _abs_key(V[i])))
+    return key < _inf_key(T), sq_w
+
+
+@njit(**INLINE_REDUCE)
+def _row_gradient(T, G, work, src, cur, n_in, n_out, wl, bl, decay):
+    """One row's gradient of a transposed layer into G: the outer product of
+    its delta work[cur:] and its input work[src:], plus ``decay * W``; the
+    bias gradient is the delta."""
+    for j in range(n_out):
+        G[bl + j] = work[cur + j]
+    for j in range(n_out):
+        d = work[cur + j]
+        row = wl + j * n_in
+        for i in range(n_in):
+            G[row + i] = work[src + i] * d + decay * T[row + i]
+
+
+@njit(**INLINE_REDUCE)
+def _row_sweep(T, V, work, src, cur, nxt, n_in, n_out, wl, bl, lr, momentum, c1, c2, decay,
+               below):
+    """One row's SGD step on a transposed layer, fused with its gradient and
+    (when ``below``) the delta of the layer below, in one sweep: each element
+    of W adds its old value times delta j into the delta below, then takes
+    g = a_i d_j + decay W, v = momentum v - lr g, W += c1 v - c2 g (plain:
+    c1 = 1, c2 = 0; Nesterov: c1 = momentum, c2 = lr). The inner loops run
+    over the layer's inputs and carry no reduction, so that they vectorise
+    however narrow the layer; all scalars in the arrays' dtype."""
+    dt = work.dtype.type
+    for j in range(n_out):
+        g = work[cur + j]
+        v = momentum * V[bl + j] - lr * g
+        V[bl + j] = v
+        T[bl + j] += c1 * v - c2 * g
+    if below:
+        for i in range(n_in):
+            work[nxt + i] = dt(0.0)
+    for j in range(n_out):
+        d = work[cur + j]
+        row = wl + j * n_in
+        if below:
+            for i in range(n_in):
+                wv = T[row + i]
+                work[nxt + i] += wv * d
+                g = work[src + i] * d + decay * wv
+                v = momentum * V[row + i] - lr * g
+                V[row + i] = v
+                T[row + i] = wv + (c1 * v - c2 * g)
+        else:
+            for i in range(n_in):
+                wv = T[row + i]
+                g = work[src + i] * d + decay * wv
+                v = momentum * V[row + i] - lr * g
+                V[row + i] = v
+                T[row + i] = wv + (c1 * v - c2 * g)
+
+
+@njit(**REDUCE)
+def _row_backward(T, V, G, work, widths, w_at, b_at, acts, act, lr, momentum, c1, c2, decay,
+                  keep):
+    """The backward pass and SGD step of one row, every layer from the top, in
+    one call: ``_row_sweep``, and first, when ``keep``, the gradient into G.
+    The output delta is at work[acts[L + 1]:]. Returns (every new value
+    finite, sum of the new W**2)."""
+    L = widths.shape[0] - 1
+    ok = True
+    sq = 0.0
+    cur, nxt = acts[L + 1], acts[L + 2]
+    for l in range(L - 1, -1, -1):
+        n_in, n_out, wl, bl, src = widths[l], widths[l + 1], w_at[l], b_at[l], acts[l]
+        if keep:
+            _row_gradient(T, G, work, src, cur, n_in, n_out, wl, bl, decay)
+        _row_sweep(T, V, work, src, cur, nxt, n_in, n_out, wl, bl, lr, momentum, c1, c2, decay,
+                   l > 0)
+        good, part = _layer_squares(T, V, wl, bl, n_out)
+        if l > 0:
+            _slope_span(work, nxt, src, n_in, act)
+        ok = ok and good
+        sq += part
+        cur, nxt = nxt, cur
+    return ok, sq
+
+
+@njit(**INLINE)
+def _last_live_row(w, order):
+    """The epoch's last row of nonzero weight (-1: none)."""
+    s = order.shape[0] - 1
+    if w.shape[0] == 0:
+        return s
+    while s >= 0 and w[order[s]] == 0.0:
+        s -= 1
+    return s
+
+
+@njit(**JIT)
+def train_rows(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+               solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """``train_epoch`` for SGD on batches of one row (``batch_size`` 1, dense
+    X): the same results without the block machinery.
+
+    For the epoch, the parameters and velocity are copied with every layer's
+    W transposed (n_out x n_in, ``_transpose_layers``), and copied back at the
+    end: a layer's forward pass is then one dot product per output and its
+    update one reduction-free loop over the inputs per output, both long and
+    contiguous, where the row-major layout gives short loops over the outputs
+    with a reduction each (the narrow layers of batch-1 networks cannot fill
+    the vector lanes that way). Per row: the forward pass (``_row_forward``),
+    the output layer and its loss (``_row_softmax``, or ``_target_row`` for
+    the other outputs), then the backward pass and update
+    (``_row_backward``). The row's weight w scales the L2 term to l2 / w; its
+    delta is that of an unweighted row. ``grads`` gets the gradient of the
+    epoch's last row of nonzero weight. A failed row returns at once without
+    copying back: the caller restores the arrays it saved."""
+    n = order.shape[0]
+    L = sizes.shape[0] - 1
+    widths, w_at, b_at, acts = _row_layout(sizes)
+    T = np.empty_like(params)
+    V = np.empty_like(params)
+    G = np.empty_like(params)
+    _transpose_layers(params, T, widths, w_at, b_at, False)
+    _transpose_layers(state1, V, widths, w_at, b_at, False)
+    x = _flat(X)
+    t = _flat(Y)
+    k = widths[L]
+    zo, do = acts[L], acts[L + 1]
+    last = _last_live_row(w, order)
+    dt = params.dtype.type
+    lr_, mom = dt(lr), dt(momentum)
+    c1, c2 = (mom, lr_) if nesterov else (dt(1.0), dt(0.0))
+    data_total = 0.0
+    penalty_total = 0.0
+    sq = -1.0
+    for s in range(n):
+        r = order[s]
+        weight = w[r] if w.shape[0] else 1.0
+        if weight == 0.0:
+            continue
+        _row_forward(x, U(r) * widths[0], T, work, widths, w_at, b_at, acts, act)
+        scale = 1.0 / weight
+        if output == SOFTMAX:
+            data = weight * _row_softmax(work, zo, do, k, U(y[r]))
+        else:
+            data = weight * _target_row(work, zo, work, do, t, U(r) * k, k, 1.0, output)
+        penalty = 0.0
+        if l2 > 0:
+            if sq < 0:
+                sq = 0.0
+                for l in range(L):
+                    sq += sum_squares(T[w_at[l] : b_at[l]])
+            penalty = 0.5 * l2 * sq
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, s
+        data_total += data * scale
+        penalty_total += penalty * scale
+        ok, sq = _row_backward(T, V, G, work, widths, w_at, b_at, acts, act, lr_, mom, c1, c2,
+                               dt(l2 * scale), s == last)
+        if not ok:
+            return np.nan, np.nan, step, s
+        step += 1
+    _transpose_layers(T, params, widths, w_at, b_at, True)
+    _transpose_layers(V, state1, widths, w_at, b_at, True)
+    if last >= 0:
+        _transpose_layers(G, grads, widths, w_at, b_at, True)
+    return data_total, penalty_total, step, n
+
+
+# ------------------------------------------------------- training: columns
+@njit(**JIT)
+def _column_offsets(sizes, block):
+    """Unsigned start of each feature-major block in the work array: the input
+    (d x block), each hidden layer's activations, the logits (k x block,
+    later the output delta), then two buffers of widest x block for the
+    deltas of the hidden layers."""
+    L = sizes.shape[0] - 1
+    at = np.empty(L + 3, dtype=np.uint64)
+    off = 0
+    widest = 0
+    for l in range(L + 1):
+        at[l] = off
+        off += sizes[l] * block
+        if l > 0:
+            widest = max(widest, sizes[l])
+    at[L + 1] = off
+    at[L + 2] = off + widest * block
+    return at
+
+
+@njit(**INLINE)
+def _columns_combine(params, w0, stride, work, src, bu, n, o, nb):
+    """work[o:o + nb] += the sum over k < n of params[w0 + k stride] times the
+    row work[src + k bu:] (feature-major rows of a block): four rows per pass,
+    so that the output row is loaded and stored once per four of them."""
+    n4 = n - n % U(4)
+    for k in range(U(0), n4, U(4)):
+        c0 = params[w0 + k * stride]
+        c1 = params[w0 + (k + U(1)) * stride]
+        c2 = params[w0 + (k + U(2)) * stride]
+        c3 = params[w0 + (k + U(3)) * stride]
+        a0 = src + k * bu
+        a1, a2, a3 = a0 + bu, a0 + U(2) * bu, a0 + U(3) * bu
+        for i in range(nb):
+            work[o + i] += ((c0 * work[a0 + i] + c1 * work[a1 + i])
+                            + (c2 * work[a2 + i] + c3 * work[a3 + i]))
+    for k in range(n4, n):
+        c = params[w0 + k * stride]
+        a = src + k * bu
+        for i in range(nb):
+            work[o + i] += c * work[a + i]
+
+
+@njit(**JIT)
+def _columns_forward(X, rows, params, sizes, offs, at, block, act, work):
+    """The forward pass of a block of rows (X's rows ``rows``), feature-major:
+    row i of the block is column i of every layer's matrix, ``block`` apart.
+    For each output unit: its bias, then one axpy over the block's rows per
+    input unit, then f; every loop runs over the rows."""
+    L = sizes.shape[0] - 1
+    d = U(sizes[0])
+    bu = U(block)
+    nb = U(rows.shape[0])
+    x = _flat(X)
+    for f in range(d):
+        dst = f * bu
+        for i in range(nb):
+            work[dst + i] = x[U(rows[i]) * d + f]
+    for l in range(L):
+        n_in, n_out = U(sizes[l]), U(sizes[l + 1])
+        src, dst = at[l], at[l + 1]
+        wl, bl = U(offs[2 * l]), U(offs[2 * l + 1])
+        for u in range(n_out):
+            o = dst + u * bu
+            bv = params[bl + u]
+            for i in range(nb):
+                work[o + i] = bv
+            _columns_combine(params, wl + u, n_out, work, src, bu, n_in, o, nb)
+            if l < L - 1:
+                _act_span(work, o, nb, act)
+
+
+@njit(**REDUCE)
+def _weighted_sum(work, at, w, rows):
+    """sum_i w[rows[i]] * work[at + i] in float64 (w empty: all 1)."""
+    total = 0.0
+    if w.shape[0] == 0:
+        for i in range(U(rows.shape[0])):
+            total += np.float64(work[at + i])
+    else:
+        for i in range(U(rows.shape[0])):
+            total += w[rows[i]] * np.float64(work[at + i])
+    return total
+
+
+@njit(**JIT)
+def _columns_softmax(y, w, rows, scale, k, block, work, zo, r0, r1):
+    """Softmax + cross-entropy of a feature-major block of logits (k rows of
+    ``block`` at work[zo:]), vectorised over the block's rows: one output
+    stream per loop, so that each vectorises. Replaces the logits by the
+    delta w_r * scale * (p - onehot(label)) and returns the weighted sum of
+    the rows' losses (float64). Scratch: four row vectors, at r0 and r0 +
+    block (label as a float, the row's weight times ``scale``), r1 and r1 +
+    block (max, then the sum of exps; z[label] - max, then the loss)."""
+    nb = U(rows.shape[0])
+    bu = U(block)
+    ku = U(k)
+    dt = work.dtype.type
+    lab, ws, top, row = r0, r0 + bu, r1, r1 + bu
+    weighted = w.shape[0] > 0
+    for i in range(nb):
+        r = rows[i]
+        work[lab + i] = dt(y[r])
+        work[ws + i] = dt((w[r] if weighted else 1.0) * scale)
+    for i in range(nb):
+        work[top + i] = work[zo + i]
+    for c in range(U(1), ku):
+        zc = zo + c * bu
+        for i in range(nb):
+            work[top + i] = max(work[top + i], work[zc + i])
+    for i in range(nb):
+        work[row + i] = -work[top + i]
+    for c in range(ku):
+        zc = zo + c * bu
+        cf = dt(c)
+        for i in range(nb):
+            work[row + i] += work[zc + i] if work[lab + i] == cf else dt(0.0)
+    for c in range(ku):
+        zc = zo + c * bu
+        for i in range(nb):
+            work[zc + i] = _exp_t(work[zc + i] - work[top + i])
+    for i in range(nb):
+        work[top + i] = work[zo + i]
+    for c in range(U(1), ku):
+        zc = zo + c * bu
+        for i in range(nb):
+            work[top + i] += work[zc + i]
+    for i in range(nb):
+        work[row + i] = _log_t(work[top + i]) - work[row + i]
+    total = _weighted_sum(work, row, w, rows)
+    for i in range(nb):
+        work[top + i] = work[ws + i] / work[top + i]
+    for c in range(ku):
+        zc = zo + c * bu
+        cf = dt(c)
+        for i in range(nb):
+            work[zc + i] = work[zc + i] * work[top + i] - (work[ws + i] if work[lab + i] == cf
+                                                         else dt(0.0))
+    return total
+
+
+@njit(**JIT)
+def _columns_binary(y, w, rows, scale, block, work, zo, r0, r1):
+    """``_columns_softmax`` for two classes: with v = z[other] - z[label], the
+    loss is softplus(v) = max(v, 0) + log1p(e), e = exp(-|v|), and the delta
+    ws * sigmoid(v) for the other class, its negative for the label. One exp
+    and one log per row and one vectorised pass, where the general form takes
+    two exps, a log and a dozen passes; log1p(e) is log(c) + (e - (c - 1)) /
+    c with c = 1 + e (the rounding of c corrected). Scratch: row vectors at
+    r0 (1 where the label is class 0), r0 + block (the row's weight times
+    ``scale``) and r1 (the rows' losses)."""
+    nb = U(rows.shape[0])
+    bu = U(block)
+    dt = work.dtype.type
+    first, ws, z1 = r0, r0 + bu, zo + bu
+    weighted = w.shape[0] > 0
+    for i in range(nb):
+        r = rows[i]
+        work[first + i] = dt(1.0) if y[r] == 0 else dt(0.0)
+        work[ws + i] = dt((w[r] if weighted else 1.0) * scale)
+    for i in range(nb):
+        one = work[first + i] != dt(0.0)
+        a, b = work[zo + i], work[z1 + i]
+        v = b - a if one else a - b
+        e = _exp_t(-abs(v))
+        c = dt(1.0) + e
+        inv = dt(1.0) / c
+        work[r1 + i] = max(v, dt(0.0)) + (_log_t(c) + (e - (c - dt(1.0))) * inv)
+        q = work[ws + i] * ((dt(1.0) if v >= dt(0.0) else e) * inv)
+        work[zo + i] = -q if one else q
+        work[z1 + i] = q if one else -q
+    return _weighted_sum(work, r1, w, rows)
+
+
+@njit(**JIT)
+def _columns_output(y, Y, w, rows, start, order, scale, output, k, block, work, zo, g0, g1):
+    """The output layer of a feature-major block: its loss (returned, weighted,
+    float64) and its delta in place of the logits. Softmax is vectorised over
+    the rows (``_columns_binary`` for two classes, else ``_columns_softmax``);
+    the other outputs go through ``output_rows`` on a row-major copy in g0,
+    the delta coming back from g1."""
+    if output == SOFTMAX:
+        if k == 2:
+            return _columns_binary(y, w, rows, scale, block, work, zo, g0, g1)
+        return _columns_softmax(y, w, rows, scale, k, block, work, zo, g0, g1)
+    nb = U(rows.shape[0])
+    bu, ku = U(block), U(k)
+    for c in range(ku):
+        for i in range(nb):
+            work[g0 + i * ku + c] = work[zo + c * bu + i]
+    m = rows.shape[0]
+    Zr = work[g0 : g0 + U(m * k)].reshape(m, k)
+    Dr = work[g1 : g1 + U(m * k)].reshape(m, k)
+    total = output_rows(Zr, y, Y, w, order, start, scale, output, Dr)
+    for c in range(ku):
+        for i in range(nb):
+            work[zo + c * bu + i] = work[g1 + i * ku + c]
+    return total
+
+
+@njit(**INLINE_REDUCE)
+def _columns_dots(work, a, d0, bu, n, nb, grads, g0):
+    """grads[g0 + u] += the dot product of the rows work[a:a + nb] and
+    work[d0 + u bu:] over the block, for u < n: four at once, sharing the
+    loads of the first row."""
+    dt = work.dtype.type
+    n4 = n - n % U(4)
+    for u in range(U(0), n4, U(4)):
+        r0 = d0 + u * bu
+        r1, r2, r3 = r0 + bu, r0 + U(2) * bu, r0 + U(3) * bu
+        t0 = t1 = t2 = t3 = dt(0.0)
+        for i in range(nb):
+            x = work[a + i]
+            t0 += x * work[r0 + i]
+            t1 += x * work[r1 + i]
+            t2 += x * work[r2 + i]
+            t3 += x * work[r3 + i]
+        grads[g0 + u] += t0
+        grads[g0 + u + U(1)] += t1
+        grads[g0 + u + U(2)] += t2
+        grads[g0 + u + U(3)] += t3
+    for u in range(n4, n):
+        r = d0 + u * bu
+        t = dt(0.0)
+        for i in range(nb):
+            t += work[a + i] * work[r + i]
+        grads[g0 + u] += t
+
+
+@njit(**REDUCE)
+def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
+    """The backward pass of a feature-major block, its gradient added to
+    ``grads``: per layer from the top, dW[f, u] += the dot product over the
+    block's rows of input f and delta u, db[u] += the sum of delta u, and the
+    delta of the layer below, sum_u W[f, u] delta_u times f'(.), from the
+    current W. The logits' block holds the output delta; the hidden deltas
+    alternate between the two delta buffers."""
+    L = sizes.shape[0] - 1
+    bu = U(block)
+    nbu = U(nb)
+    dt = work.dtype.type
+    cur = at[L]
+    for l in range(L - 1, -1, -1):
+        n_in, n_out = U(sizes[l]), U(sizes[l + 1])
+        src = at[l]
+        wl, bl = U(offs[2 * l]), U(offs[2 * l + 1])
+        for u in range(n_out):
+            du = cur + u * bu
+            s = dt(0.0)
+            for i in range(nbu):
+                s += work[du + i]
+            grads[bl + u] += s
+        for f in range(n_in):
+            _columns_dots(work, src + f * bu, cur, bu, n_out, nbu, grads, wl + f * n_out)
+        if l > 0:
+            nxt = at[L + 1] if cur != at[L + 1] else at[L + 2]
+            for f in range(n_in):
+                g = nxt + f * bu
+                a = src + f * bu
+                for i in range(nbu):
+                    work[g + i] = dt(0.0)
+                _columns_combine(params, wl + f * n_out, U(1), work, cur, bu, n_out, g, nbu)
+                if act == RELU:
+                    for i in range(nbu):
+                        work[g + i] = work[g + i] if work[a + i] > 0 else dt(0.0)
+                elif act == SIGMOID:
+                    for i in range(nbu):
+                        work[g + i] *= work[a + i] * (dt(1.0) - work[a + i])
+                elif act == TANH:
+                    for i in range(nbu):
+                        work[g + i] *= dt(1.0) - work[a + i] * work[a + i]
+            cur = nxt
+
+
+@njit(**JIT)
+def train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+                  solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """``train_epoch`` for narrow networks on large batches (dense X; softmax
+    needs k >= 2): each batch in blocks of up to ``COLUMNS_BLOCK`` rows,
+    transposed (``_columns_forward``, ``_columns_output``,
+    ``_columns_backward``), the blocks' gradients summed in ``grads``, then
+    each layer's update in one pass. The same results as ``train_epoch`` up to
+    rounding (sums taken in another order)."""
+    n = order.shape[0]
+    L = sizes.shape[0] - 1
+    k = sizes[L]
+    offs = _layers(sizes)
+    block = min(batch_size, COLUMNS_BLOCK)
+    at = _column_offsets(sizes, block)
+    last = _last_live(w, order, batch_size)
+    data_total = 0.0
+    penalty_total = 0.0
+    sq = -1.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        weight = _batch_weight(w, order, start, m)
+        if weight == 0.0:
+            continue
+        scale = 1.0 / weight
+        for j in range(grads.shape[0]):
+            grads[j] = 0.0
+        data = 0.0
+        for b0 in range(start, start + m, block):
+            rows = order[b0 : min(b0 + block, start + m)]
+            _columns_forward(X, rows, params, sizes, offs, at, block, act, work)
+            data += _columns_output(y, Y, w, rows, b0, order, scale, output, k, block, work,
+                                    at[L], at[L + 1], at[L + 2])
+            _columns_backward(params, grads, sizes, offs, at, block, rows.shape[0], act, work)
+        penalty = 0.0
+        if l2 > 0:
+            if sq < 0:
+                sq = _penalty_squares(params, sizes, offs)
+            penalty = 0.5 * l2 * sq
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, start
+        data_total += data * m * scale
+        penalty_total += penalty * m * scale
+        rate = adam_rate(lr, beta1, beta2, step + 1)
+        ok = True
+        sq = 0.0
+        for l in range(L):
+            good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
+                                       offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
+                                       nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                       start == last)
+            ok = ok and good
+            sq += part
+        if not ok:
+            return np.nan, np.nan, step, start
+        step += 1
+    return data_total, penalty_total, step, n
+
+
+# ---------------------------------------------------- training: full batch
 @njit(**JIT)
 def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
     """The loss of the whole data set and its gradient, for full-batch solvers.
@@ -1004,16 +1989,26 @@ def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work
         out = _block(work, wo, L, m, sizes[L])
         first = _forward_rows(X, rows, start, m, params, sizes, offs, act, output, work, wo,
                               out)
-        data += output_rows(out, y, Y, w, rows, start, scale, output,
-                            _block(work, wo, L + 1, m, sizes[L]))
+        D = _delta(work, wo, sizes, m, L - 1)
+        data += output_rows(out, y, Y, w, rows, start, scale, output, D)
+        _, gb = _weights(grads, sizes, offs, L - 1)
+        part = scratch[: sizes[L]]
+        column_sums(D, part)
+        for j in range(sizes[L]):
+            gb[j] += part[j]
         for l in range(L - 1, -1, -1):
-            lo, mid, hi = offs[2 * l], offs[2 * l + 1], offs[2 * l + 2]
+            lo, mid = offs[2 * l], offs[2 * l + 1]
             gW = scratch[: mid - lo].reshape(sizes[l], sizes[l + 1])
-            gb = scratch[mid - lo : hi - lo]
-            _backward(X, rows, start, m, first, params, sizes, offs, act, work, wo, l, gW, gb)
-            g, part = grads[lo:hi], scratch[: hi - lo]
-            for j in range(hi - lo):
-                g[j] += part[j]
+            _layer_gradient(X, rows, start, m, first, sizes, work, wo, l, gW)
+            g = grads[lo:mid]
+            for j in range(mid - lo):
+                g[j] += scratch[j]
+            if l > 0:
+                _, gb = _weights(grads, sizes, offs, l - 1)
+                part = scratch[: sizes[l]]
+                _delta_below(params, sizes, offs, act, work, wo, m, l, part)
+                for j in range(sizes[l]):
+                    gb[j] += part[j]
     for l in range(L):
         g, p = grads[offs[2 * l] : offs[2 * l + 1]], params[offs[2 * l] : offs[2 * l + 1]]
         for j in range(p.shape[0]):

@@ -135,19 +135,52 @@ def _finite(*arrays, like):
     return all(bool(np.all(np.abs(a) <= limit)) for a in arrays)
 
 
+def _all_finite(*arrays):
+    """Whether every value of the arrays is finite: their max and min are (NaN
+    and inf carry into both), two passes without a temporary."""
+    return all(np.isfinite(a.max()) and np.isfinite(a.min()) for a in arrays if a.size)
+
+
+def _sum_squares(a, chunk=1 << 16):
+    """Sum of a**2 in float64, in chunks (no float64 copy of a large array)."""
+    if a.dtype == np.float64:
+        return float(np.dot(a, a))
+    total = 0.0
+    for lo in range(0, a.shape[0], chunk):
+        c = a[lo : lo + chunk].astype(np.float64)
+        total += float(np.dot(c, c))
+    return total
+
+
+def _squares_if_finite(a):
+    """(whether every value of a is finite, sum of a**2): one BLAS dot product,
+    which is finite exactly when the values are, unless it overflows; then the
+    values are checked and summed in float64."""
+    sq = float(np.dot(a, a))
+    if np.isfinite(sq):
+        return True, sq
+    return _all_finite(a), _sum_squares(a)
+
+
 def sgd_step(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1):
     """One SGD step on entries i0..i1-1: grads += decay * params (the L2 term,
     kept in ``grads``), velocity = momentum * velocity - lr * grads, params +=
-    velocity (Nesterov: params += momentum * velocity - lr * grads). Returns
-    (whether every new value is finite in the dtype, sum of the new params**2)."""
+    velocity (Nesterov: params += momentum * velocity - lr * grads), in place
+    with one temporary. Returns (whether every new value is finite in the
+    dtype, sum of the new params**2)."""
     p, g, v = params[i0:i1], grads[i0:i1], velocity[i0:i1]
-    g += decay * p
-    new_v = momentum * v - lr * g
-    new_p = p + (momentum * new_v - lr * g if nesterov else new_v)
-    ok = _finite(new_v, new_p, like=params)
-    v[...] = new_v
-    p[...] = new_p
-    return ok, float(np.dot(new_p.astype(np.float64), new_p))
+    tmp = np.multiply(p, decay)
+    g += tmp
+    v *= momentum
+    np.multiply(g, lr, out=tmp)
+    v -= tmp
+    if nesterov:
+        tmp -= momentum * v
+        p -= tmp
+    else:
+        p += v
+    # a velocity that is not finite leaves a new parameter that is not: checking p does
+    return _squares_if_finite(p)
 
 
 def adam_rate(lr, beta1, beta2, step):
@@ -218,19 +251,18 @@ def _matrix(X, n_cols):
     return scipy.sparse.csr_matrix((data, indices, indptr), shape=(indptr.shape[0] - 1, n_cols))
 
 
-def _n_rows(X):
-    return X.shape[0] if isinstance(X, np.ndarray) else X[2].shape[0] - 1
-
-
-def _forward_rows(A0, params, sizes, offs, act, out):
+def _forward_rows(A0, params, sizes, offs, act, out, hidden=None):
     """Every layer's activation for the input rows A0 (dense or sparse); the
-    last layer's logits go to ``out``. Returns the list [A0, A1, ..., out]."""
+    last layer's logits go to ``out``, the hidden layers' to the arrays
+    ``hidden`` (allocated when None). Returns the list [A0, A1, ..., out]."""
     L = sizes.shape[0] - 1
     acts = [A0]
     for l in range(L):
         W, b = _weights(params, sizes, offs, l)
         if l == L - 1:
             dst = out
+        elif hidden is not None:
+            dst = hidden[l]
         else:
             dst = np.empty((A0.shape[0], int(sizes[l + 1])), dtype=params.dtype)
         if isinstance(acts[-1], np.ndarray):
@@ -302,16 +334,20 @@ def _penalty_squares(params, sizes, offs):
                for W, _ in (_weights(params, sizes, offs, l) for l in range(len(sizes) - 1)))
 
 
-def _backward(acts, D, params, sizes, offs, act, l, gW, gb):
+def _backward(acts, D, params, sizes, offs, act, l, gW, gb, nxt=None):
     """Layer l's gradient into gW and gb from its delta D; returns the delta of
-    layer l - 1 (from the current, not yet updated, W), or None for l = 0."""
+    layer l - 1 (from the current, not yet updated, W; in ``nxt`` when given),
+    or None for l = 0."""
     A = acts[l]
-    gW[...] = A.T @ D
+    if isinstance(A, np.ndarray):
+        np.matmul(A.T, D, out=gW)
+    else:
+        gW[...] = A.T @ D
     np.sum(D, axis=0, out=gb)
     if l == 0:
         return None
     W, _ = _weights(params, sizes, offs, l)
-    nxt = D @ W.T
+    nxt = np.matmul(D, W.T, out=nxt)
     act_backward(A, nxt, act, nxt)
     return nxt
 
@@ -332,6 +368,13 @@ def _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, 
     L = sizes.shape[0] - 1
     offs = _layers(sizes)
     M = _matrix(X, int(sizes[0]))
+    dense = isinstance(M, np.ndarray)
+    # every batch's arrays, allocated once: a fresh array per batch costs its page
+    # faults again whenever it is larger than the allocator keeps
+    rows_max = min(batch_size, n)
+    inputs = np.empty((rows_max, int(sizes[0])), dtype=params.dtype) if dense else None
+    layers = [np.empty((rows_max, int(sizes[l])), dtype=params.dtype) for l in range(1, L + 1)]
+    deltas = [np.empty((rows_max, int(sizes[l])), dtype=params.dtype) for l in range(1, L + 1)]
     data_total = penalty_total = 0.0
     sq = -1.0
     for start in range(0, n, batch_size):
@@ -340,10 +383,11 @@ def _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, 
         weight = _batch_weight(w, rows)
         if weight == 0.0:
             continue
-        out = np.empty((m, int(sizes[L])), dtype=params.dtype)
-        acts = _forward_rows(M[rows], params, sizes, offs, act, out)
+        A0 = np.take(M, rows, axis=0, out=inputs[:m]) if dense else M[rows]
+        out = layers[L - 1][:m]
+        acts = _forward_rows(A0, params, sizes, offs, act, out, [a[:m] for a in layers])
         scale = 1.0 / weight
-        D = np.empty_like(out)
+        D = deltas[L - 1][:m]
         data = output_rows(out, y, Y, w, order, start, scale, output, D)
         penalty = 0.0
         if l2 > 0:
@@ -358,7 +402,8 @@ def _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, 
         ok, sq_new = True, 0.0
         for l in range(L - 1, -1, -1):
             gW, gb = _weights(grads, sizes, offs, l)
-            D = _backward(acts, D, params, sizes, offs, act, l, gW, gb)
+            D = _backward(acts, D, params, sizes, offs, act, l, gW, gb,
+                          deltas[l - 1][:m] if l > 0 else None)
             good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
                                        offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
                                        nesterov, beta1, beta2, eps, rate, l2 * scale)
@@ -367,6 +412,105 @@ def _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, 
         if not ok:
             return np.nan, np.nan, step, start
         sq = sq_new
+        step += 1
+    return data_total, penalty_total, step, n
+
+
+#: Narrow networks on large batches: the same algorithm (the compiled core's
+#: feature-major layout gains nothing in array expressions).
+train_columns = train_epoch
+
+
+def train_rows(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+               solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """``train_epoch`` for SGD on batches of one row (dense X), with its Python
+    work per row cut down: every layer's views are made once per epoch, the
+    gradient of all layers goes into ``grads`` (the delta below from the
+    weights before the update, as in ``train_epoch``), then one flat update
+    of all the parameters, the L2 term added through a mask of the weights.
+    Returns what ``train_epoch`` does."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _train_rows(X, y, Y, w, order, params, grads, state1, step, sizes, act, output,
+                           lr, momentum, nesterov, l2)
+
+
+def _train_rows(X, y, Y, w, order, params, grads, state1, step, sizes, act, output, lr,
+                momentum, nesterov, l2):
+    L = sizes.shape[0] - 1
+    offs = _layers(sizes)
+    layers = [_weights(params, sizes, offs, l) for l in range(L)]
+    grad_views = [_weights(grads, sizes, offs, l) for l in range(L)]
+    flat_w = [params[offs[2 * l] : offs[2 * l + 1]] for l in range(L)]
+    is_w = np.zeros_like(params)
+    for l in range(L):
+        is_w[offs[2 * l] : offs[2 * l + 1]] = 1.0
+    acts = [None] + [np.empty(int(sizes[l]), dtype=params.dtype) for l in range(1, L + 1)]
+    below = [None] + [np.empty(int(sizes[l]), dtype=params.dtype) for l in range(1, L)]
+    D = np.empty(int(sizes[L]), dtype=params.dtype)
+    tmp = np.empty_like(params)
+    n = order.shape[0]
+    weighted = w.shape[0] > 0
+    data_total = penalty_total = 0.0
+    sq = -1.0
+    for s in range(n):
+        r = order[s]
+        weight = float(w[r]) if weighted else 1.0
+        if weight == 0.0:
+            continue
+        a = X[r]
+        for l, (W, b) in enumerate(layers):
+            z = acts[l + 1]
+            np.dot(a, W, out=z)
+            z += b
+            if l < L - 1 and act in _ACTIVATE:
+                _ACTIVATE[act](z, z)
+            a = z
+        scale = 1.0 / weight
+        if output == SOFTMAX:
+            label = y[r]
+            z = acts[L].astype(np.float64)
+            top = z.max()
+            e = np.exp(z - top)
+            total = e.sum()
+            data = weight * (float(np.log(total)) - (z[label] - top))
+            e /= total
+            e[label] -= 1.0
+            D[...] = e
+        else:
+            data = output_rows(acts[L][None, :], y, Y, w, order, s, scale, output, D[None, :])
+        penalty = 0.0
+        if l2 > 0:
+            if sq < 0:
+                sq = sum(_squares_if_finite(f)[1] for f in flat_w)
+            penalty = 0.5 * l2 * sq
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, s
+        data_total += data * scale
+        penalty_total += penalty * scale
+        d = D
+        for l in range(L - 1, -1, -1):
+            gW, gb = grad_views[l]
+            np.multiply((X[r] if l == 0 else acts[l])[:, None], d, out=gW)
+            gb[...] = d
+            if l > 0:
+                np.dot(layers[l][0], d, out=below[l])
+                act_backward(acts[l], below[l], act, below[l])
+                d = below[l]
+        np.multiply(params, is_w, out=tmp)
+        tmp *= l2 * scale
+        grads += tmp
+        state1 *= momentum
+        np.multiply(grads, lr, out=tmp)
+        state1 -= tmp
+        if nesterov:
+            tmp *= -1.0
+            tmp += momentum * state1
+            params += tmp
+        else:
+            params += state1
+        if not _all_finite(state1, params):
+            return np.nan, np.nan, step, s
+        sq = sum(_squares_if_finite(f)[1] for f in flat_w)
         step += 1
     return data_total, penalty_total, step, n
 

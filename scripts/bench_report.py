@@ -11,7 +11,8 @@ training, floor, predict and startup suites and prints:
   means fastmlp-numba is faster), its epoch time over the GEMM-only floor, and
   ``partial_fit`` over the same epoch through the public kernel (the cost of
   input checks);
-- predict latency and start-up times.
+- fastmlp-numba's epoch at 1 thread and at every core, the drop-in's
+  end-to-end fit against scikit-learn's, predict latency and start-up times.
 
 A missing result (peer not installed, benchmark skipped, failed or not run) is
 a dash. It also writes a bar chart (PNG, matplotlib's Agg backend) of the
@@ -226,6 +227,42 @@ def print_training(rows):
     print()
 
 
+def print_threads(table):
+    names = ["training.Threads.time_epoch", "training.ThreadsLarge.time_epoch"]
+    if not any(table.get(n) for n in names):
+        return
+    print("### Thread scaling: fastmlp-numba's epoch at 1 thread and at every core\n")
+    print("| workload | dtype | 1 thread | all cores | speed-up |")
+    print("|---|---|---|---|---|")
+    for workload in WORKLOAD_ORDER:
+        for dtype in DTYPES:
+            one = lookup(table, names, (workload, dtype, "1"))
+            every = lookup(table, names, (workload, dtype, "all"))
+            if one is None and every is None:
+                continue
+            print(f"| {workload} | {dtype} | {fmt_time(one)} | {fmt_time(every)} | "
+                  f"{fmt_ratio(ratio(one, every))} |")
+    print()
+
+
+def print_fit(table):
+    names = ["training.Fit.time_fit", "training.FitLarge.time_fit"]
+    if not any(table.get(n) for n in names):
+        return
+    print("### End-to-end fit of the scikit-learn drop-in (default parameters)\n")
+    print("| data | X dtype | fastmlp.sklearn | scikit-learn | speed-up |")
+    print("|---|---|---|---|---|")
+    for data in ("digits", "breast-cancer", "mnist-shape"):
+        for dtype in DTYPES:
+            ours = lookup(table, names, (data, dtype, "fastmlp-sklearn"))
+            theirs = lookup(table, names, (data, dtype, "sklearn"))
+            if ours is None and theirs is None:
+                continue
+            print(f"| {data} | {dtype} | {fmt_time(ours)} | {fmt_time(theirs)} | "
+                  f"{fmt_ratio(ratio(theirs, ours))} |")
+    print()
+
+
 def print_predict(table):
     data = table.get("predict.Predict.time_predict", {})
     if not data:
@@ -350,6 +387,8 @@ def main(argv=None):
         print_training(rows)
     else:
         print("(no training or floor results yet)\n")
+    print_threads(table)
+    print_fit(table)
     print_predict(table)
     print_startup(table)
     print_memory(table)

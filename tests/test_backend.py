@@ -77,7 +77,8 @@ def test_import_loads_no_backend_and_no_extra():
 
 def test_warmup_then_dense_fits_compile_nothing_more():
     """warmup() prepares what a fit and a predict of dense data need, for every
-    activation, output and solver of MLP and the scikit-learn drop-in."""
+    activation, output and solver of MLP and the scikit-learn drop-in, every
+    batch size, writeable or read-only X."""
     code = ("import warnings; warnings.simplefilter('ignore')\n"
             "import numpy as np, fastmlp, fastmlp.kernels.numba_core as c\n"
             "from numba.core.registry import CPUDispatcher\n"
@@ -97,6 +98,10 @@ def test_warmup_then_dense_fits_compile_nothing_more():
             "    MLPClassifier((3,), **sk).fit(X, X[:, 0] > 0).predict(X)\n"
             "    MLPClassifier((3,), **sk).fit(X, X[:, :3] > 0).predict(X)\n"
             "    MLPRegressor(hidden_layer_sizes=(3,), loss='poisson', **sk).fit(X, np.abs(X[:, 0])).predict(X)\n"
+            "    Xr = X.astype(dt)\n"  # read-only input, as a pandas frame or a memory map gives
+            "    Xr.flags.writeable = False\n"
+            "    for batch in (1, 8, 50):\n"
+            "        fastmlp.MLP((3,), solver='sgd', batch_size=batch, dtype=dt, epochs=1).fit(Xr, Xr[:, 0] > 0).predict(Xr[:1])\n"
             "print(before, count())")
     out = run(code)
     assert out.returncode == 0, out.stderr

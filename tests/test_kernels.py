@@ -1278,7 +1278,8 @@ def test_large_arrays(backend, dtype):
 # ============================================================ the two cores
 def _core_calls():
     """{name: number of positional arguments} of every ``self._core.NAME(...)`` call in
-    ``api.Kernels``, read from its source."""
+    ``api.Kernels``, read from its source, and of its call of the epoch kernel that
+    ``api.epoch_path`` picks (any of ``api.EPOCH_KERNELS``)."""
     tree = ast.parse(inspect.getsource(api.Kernels))
     calls = {}
     for node in ast.walk(tree):
@@ -1289,7 +1290,10 @@ def _core_calls():
                 and node.func.value.value.id == "self"):
             assert not node.keywords, f"core.{node.func.attr} called with keywords"
             assert calls.setdefault(node.func.attr, len(node.args)) == len(node.args)
-            calls[node.func.attr] = len(node.args)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id == "epoch_kernel"):  # getattr(self._core, epoch_path(...))
+            for name in api.EPOCH_KERNELS:
+                assert calls.setdefault(name, len(node.args)) == len(node.args)
     return calls
 
 
@@ -1304,8 +1308,8 @@ def test_both_cores_define_every_function_the_api_calls():
 
     calls = _core_calls()
     assert {"linear", "act_backward", "softmax", "log_softmax", "output_rows", "sgd_update",
-            "adam_update", "forward", "predict_rows", "train_epoch",
-            "loss_gradient"} <= set(calls)
+            "adam_update", "forward", "predict_rows", "train_epoch", "train_rows",
+            "train_columns", "loss_gradient"} <= set(calls)
     for name, n_args in sorted(calls.items()):
         compiled = getattr(numba_core, name, None)
         plain = getattr(numpy_core, name, None)
@@ -1550,6 +1554,112 @@ def test_train_epoch_blas_sized_batches(dtype, solver_key, sparse):
     assert 48 * 40 * 24 > config.SMALL_GEMM
     run_and_compare_epochs(dtype, "relu", "softmax", solver_key, 48, 0.01, sizes=[40, 24, 10],
                            n=60, epochs=1, sparse=sparse, weighted=True)
+
+
+#: Batch layouts (batch size, rows) that take the compiled core's feature-major kernel
+#: ``train_columns`` for the narrow networks below: one full batch, and batches of the
+#: smallest size it takes with a remainder.
+COLUMNS_LAYOUTS = {
+    "full": (config.COLUMNS_MIN_BATCH + 8, config.COLUMNS_MIN_BATCH + 8),
+    "min-rem5": (config.COLUMNS_MIN_BATCH, 2 * config.COLUMNS_MIN_BATCH + 5),
+}
+
+
+def _path(sizes, batch_size, output, solver_key, sparse=False):
+    X = scipy.sparse.csr_matrix((1, sizes[0])) if sparse else np.zeros((1, sizes[0]))
+    return api.epoch_path(api.as_input(X, np.float64), np.array(sizes), batch_size,
+                          api.OUTPUTS[output], api.SOLVERS[SOLVERS[solver_key][0]])
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("layout", tuple(COLUMNS_LAYOUTS))
+@pytest.mark.parametrize("solver_key", tuple(SOLVERS))
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", ref.ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_train_columns_matches_reference(dtype, activation, output, solver_key, layout,
+                                         weighted):
+    """Narrow networks on large batches (``train_columns`` in the compiled core): both
+    backends, two epochs each, against the reference; softmax over two classes (its
+    own form) and three."""
+    batch_size, n = COLUMNS_LAYOUTS[layout]
+    for k in (2, 3) if output == "softmax" else (2,):
+        sizes = [3, 5, 4, k]
+        assert _path(sizes, batch_size, output, solver_key) == "train_columns"
+        run_and_compare_epochs(dtype, activation, output, solver_key, batch_size, 0.01,
+                               sizes=sizes, n=n, weighted=weighted)
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_train_columns_over_several_blocks(dtype, output):
+    """A batch of more rows than one feature-major block (config.COLUMNS_BLOCK): the
+    blocks' gradients add up to the batch's."""
+    n = config.COLUMNS_BLOCK + 37
+    for sizes in ([4, 3, 2], [4, 6, 3]) if output == "softmax" else ([4, 3, 2],):
+        assert _path(sizes, n, output, "sgd") == "train_columns"
+        run_and_compare_epochs(dtype, "tanh", output, "sgd", n, 0.01, sizes=sizes, n=n,
+                               epochs=1, weighted=True)
+
+
+@pytest.mark.parametrize("sizes", [[4, 3], [2, 6, 2], [3, 4, 5, 3, 2], [3, 20, 2]],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("solver_key", ["sgd", "nesterov"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_train_rows_layer_counts(dtype, solver_key, sizes):
+    """Batches of one row with SGD (``train_rows`` in the compiled core), other depths
+    and a layer wider than the vector lanes."""
+    assert _path(sizes, 1, "squared", solver_key) == "train_rows"
+    for output in OUTPUTS:
+        run_and_compare_epochs(dtype, "sigmoid", output, solver_key, 1, 0.001, sizes=sizes,
+                               n=9, seed=len(sizes), weighted=output == "poisson")
+
+
+def test_epoch_paths():
+    """Which epoch kernel each layout takes: the grids above and the one of
+    test_train_epoch_matches_reference reach all three."""
+    assert _path([3, 5, 4, 3], 1, "softmax", "sgd") == "train_rows"
+    assert _path([3, 5, 4, 3], 1, "softmax", "adam") == "train_epoch"
+    assert _path([3, 5, 4, 3], 1, "softmax", "sgd", sparse=True) == "train_epoch"
+    assert _path([3, 5, 4, 3], 7, "softmax", "sgd") == "train_epoch"
+    assert _path([3, 5, 4, 1], config.COLUMNS_MIN_BATCH, "softmax", "sgd") == "train_epoch"
+    assert _path([3, 5, 4, 1], config.COLUMNS_MIN_BATCH, "squared", "adam") == "train_columns"
+    wide = [3, config.COLUMNS_MAX_WIDTH + 1, 2]
+    assert _path(wide, config.COLUMNS_MIN_BATCH, "softmax", "sgd") == "train_epoch"
+
+
+@pytest.mark.parametrize("solver_key,batch,n", [("sgd", 1, 6), ("nesterov", 1, 6),
+                                                ("sgd", config.COLUMNS_MIN_BATCH, 45),
+                                                ("adam", config.COLUMNS_MIN_BATCH, 45)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_work_size_is_enough_for_the_row_and_column_kernels(dtype, solver_key, batch, n):
+    """train_rows and train_columns on ``work`` of exactly work_size entries: nothing past
+    it changes, the compiled core uses it, and the results are those of a run with
+    scratch the API allocates."""
+    sizes = [3, 7, 2, 4]
+    assert _path(sizes, batch, "squared", solver_key) in ("train_rows", "train_columns")
+    solver, nesterov = SOLVERS[solver_key]
+    X, target, weights, params, _, s1, s2 = epoch_problem(dtype, "squared", sizes, n, 2,
+                                                          weighted=True)
+    order = np.random.default_rng(3).permutation(n)
+    for backend in BACKEND_NAMES:
+        b = get_backend(backend)
+        need = b.work_size(sizes, batch)
+        buf = np.full(need + 50, SENTINEL, dtype=dtype)
+        results = []
+        for work in (buf[:need], None):
+            p, g, a, c = params.copy(), np.zeros_like(params), s1.copy(), s2.copy()
+            out = b.train_epoch(X, target, order, p, g, a, c, 0, sizes, "tanh", "squared",
+                                solver, 0.01, 0.9, nesterov, l2=0.01, batch_size=batch,
+                                work=work, sample_weight=weights)
+            results.append((out, p, g, a, c))
+        np.testing.assert_array_equal(buf[need:], SENTINEL)
+        if backend == "numba":
+            assert np.any(buf[:need] != SENTINEL)
+        (out1, *arrays1), (out2, *arrays2) = results
+        assert out1 == out2
+        for a1, a2 in zip(arrays1, arrays2):
+            np.testing.assert_array_equal(a1, a2)
 
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)

@@ -1,7 +1,8 @@
 """asv benchmarks of fastmlp, one topic per module (pandas-style).
 
 kernels   every public kernel x backend x dtype over small/medium/large shapes
-training  one epoch of five workloads: fastmlp (numba, numpy), scikit-learn, PyTorch
+training  one epoch of five workloads: fastmlp (numba, numpy), scikit-learn, PyTorch;
+          fastmlp-numba at 1 thread and at every core; the drop-in's end-to-end fit
 floor     the GEMM-only floor of the same epochs (numba + SciPy's OpenBLAS)
 predict   predict latency of a fitted model
 memory    peak memory of a short fit
@@ -95,16 +96,17 @@ def fastmlp_backend_or_skip(backend):
 
 # ------------------------------------------------------------------ systems
 class FastmlpEpoch:
-    """One epoch = one ``MLP.partial_fit(X, y)`` (input checks included)."""
+    """One epoch = one ``MLP.partial_fit(X, y)`` (input checks included), with the
+    model's ``n_threads`` (None: every core)."""
 
-    def __init__(self, workload, dtype, backend, X, y, seed=0):
+    def __init__(self, workload, dtype, backend, X, y, seed=0, n_threads=None):
         fastmlp = fastmlp_backend_or_skip(backend)
         w = WORKLOADS[workload]
         self.X, self.y = X, y
         self.model = fastmlp.MLP(
             w["hidden"], w["activation"], solver="sgd", lr=LR, momentum=MOMENTUM,
             nesterov=False, batch_size=batch_size(workload), l2=L2, dtype=dtype,
-            backend=backend, random_state=seed)
+            backend=backend, random_state=seed, n_threads=n_threads)
         # warm-up: compiles (or loads from numba's cache) and initialises the weights;
         # a few batches are enough, the timed call is a full epoch
         rows = min(len(y), 4 * batch_size(workload))

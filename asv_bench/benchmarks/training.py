@@ -15,7 +15,8 @@ are never timed. ``Epoch*`` times the public ``partial_fit`` (which validates
 X and encodes y on every call); ``KernelEpoch*`` times the same epoch through
 the public kernel ``fastmlp.kernels.get(backend).train_epoch`` on arrays that
 are already validated, so the difference is ``partial_fit``'s per-call
-overhead.
+overhead. ``Threads*`` times fastmlp-numba's epoch at one thread and at every
+core.
 
 The mnist-shape and wide workloads take seconds to minutes per epoch, so they
 live in ``*Large`` classes with one call per sample and at most three samples.
@@ -24,9 +25,8 @@ Select a subset with asv's regex over parameters, e.g.::
     asv run --python=same -b "training.EpochLarge.time_epoch\\('mnist-shape', 'float32'"
 """
 
-from . import (DTYPES, BACKENDS, LARGE_WORKLOADS, SMALL_WORKLOADS, SYSTEMS, FastmlpKernelEpoch,
-               LargeSettings,
-               cached, make_data, make_epoch)
+from . import (DTYPES, BACKENDS, LARGE_WORKLOADS, SMALL_WORKLOADS, SYSTEMS, FastmlpEpoch,
+               FastmlpKernelEpoch, LargeSettings, cached, make_data, make_epoch)
 
 
 class Epoch:
@@ -73,6 +73,38 @@ class KernelEpoch:
 
 class KernelEpochLarge(LargeSettings, KernelEpoch):
     params = [LARGE_WORKLOADS, DTYPES, BACKENDS]
+    timeout = 2400
+
+
+# --------------------------------------------------------------- threads
+#: Thread counts of the scaling benchmarks: one, and every core (``n_threads=None``).
+THREADS = ["1", "all"]
+
+
+class Threads:
+    """One epoch of fastmlp-numba (``partial_fit``) with ``MLP(n_threads=1)`` and with
+    every core: the thread scaling of each workload. The kernels of the narrow
+    workloads (seed-ionosphere, seed-pulsar) call no BLAS and run serially either way;
+    the others gain what BLAS's threads give their matrix products."""
+
+    params = [SMALL_WORKLOADS, DTYPES, THREADS]
+    param_names = ["workload", "dtype", "threads"]
+    timeout = 600
+    repeat = (3, 20, 15.0)
+
+    def setup(self, workload, dtype, threads):
+        n_threads = 1 if threads == "1" else None
+        self.run = cached(("threads", workload, dtype, threads),
+                          lambda: FastmlpEpoch(workload, dtype, "numba",
+                                               *make_data(workload, dtype),
+                                               n_threads=n_threads))
+
+    def time_epoch(self, workload, dtype, threads):
+        self.run.epoch()
+
+
+class ThreadsLarge(LargeSettings, Threads):
+    params = [LARGE_WORKLOADS, DTYPES, THREADS]
     timeout = 2400
 
 
