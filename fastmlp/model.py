@@ -57,7 +57,8 @@ class MLP(Engine):
         to score after every epoch; training then stops on the validation
         score and keeps the weights of the best-scoring epoch. 0: none.
     shuffle : bool
-        Shuffle the rows every epoch.
+        Shuffle the rows every epoch (not when one batch holds every row: the
+        order would change only the rounding of its sums).
     dtype : {'float32', 'float64'}
         Precision of the weights and of all arithmetic but the loss sums (float64).
     random_state : None, int or numpy Generator
@@ -258,6 +259,10 @@ class MLP(Engine):
     # ------------------------------------------------------- engine hooks
     def _epoch_order(self, n):
         return self._rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def _full_batch_order(self, n):
+        # one batch holds every row: its order changes only the rounding of the sums
+        return np.arange(n)
 
     def _validation_score(self, data, targets, weights):
         out, labels = self._outputs(data.X)

@@ -123,48 +123,28 @@ def ensure_fresh():
 
 
 # --------------------------------------------------------------------- bits
-@intrinsic
-def _bits_of(typingctx, x):
-    """The int64 with the bit pattern of float64 ``x``."""
-    sig = types.int64(types.float64)
+def _bitcast(src, dst, ir_dst, doc):
+    """An intrinsic that reinterprets the bits of a ``src`` scalar as ``dst``."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir_dst)
 
-    return sig, codegen
+        return dst(src), codegen
 
-
-@intrinsic
-def _float_of(typingctx, n):
-    """The float64 with the bit pattern of int64 ``n``."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
+    cast.__doc__ = doc
+    return cast
 
 
-@intrinsic
-def _bits32_of(typingctx, x):
-    """The int32 with the bit pattern of float32 ``x``."""
-    sig = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return sig, codegen
-
-
-@intrinsic
-def _float32_of(typingctx, n):
-    """The float32 with the bit pattern of int32 ``n``."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
+_bits_of = _bitcast(types.float64, types.int64, ir.IntType(64),
+                    "The int64 with the bit pattern of float64 ``x``.")
+_float_of = _bitcast(types.int64, types.float64, ir.DoubleType(),
+                     "The float64 with the bit pattern of int64 ``n``.")
+_bits32_of = _bitcast(types.float32, types.int32, ir.IntType(32),
+                      "The int32 with the bit pattern of float32 ``x``.")
+_float32_of = _bitcast(types.int32, types.float32, ir.FloatType(),
+                       "The float32 with the bit pattern of int32 ``n``.")
 
 
 @intrinsic

@@ -227,40 +227,36 @@ def print_training(rows):
     print()
 
 
-def print_threads(table):
-    names = ["training.Threads.time_epoch", "training.ThreadsLarge.time_epoch"]
+def print_pair(table, names, title, header, firsts, slow, fast):
+    """A table of two timings per (first parameter, dtype): ``slow`` and
+    ``fast`` name the last parameter of each; the speed-up is slow / fast."""
     if not any(table.get(n) for n in names):
         return
-    print("### Thread scaling: fastmlp-numba's epoch at 1 thread and at every core\n")
-    print("| workload | dtype | 1 thread | all cores | speed-up |")
+    print(f"### {title}\n")
+    print(f"| {header} | speed-up |")
     print("|---|---|---|---|---|")
-    for workload in WORKLOAD_ORDER:
+    for first in firsts:
         for dtype in DTYPES:
-            one = lookup(table, names, (workload, dtype, "1"))
-            every = lookup(table, names, (workload, dtype, "all"))
-            if one is None and every is None:
+            a = lookup(table, names, (first, dtype, slow))
+            b = lookup(table, names, (first, dtype, fast))
+            if a is None and b is None:
                 continue
-            print(f"| {workload} | {dtype} | {fmt_time(one)} | {fmt_time(every)} | "
-                  f"{fmt_ratio(ratio(one, every))} |")
+            print(f"| {first} | {dtype} | {fmt_time(a)} | {fmt_time(b)} | "
+                  f"{fmt_ratio(ratio(a, b))} |")
     print()
+
+
+def print_threads(table):
+    print_pair(table, ["training.Threads.time_epoch", "training.ThreadsLarge.time_epoch"],
+               "Thread scaling: fastmlp-numba's epoch at 1 thread and at every core",
+               "workload | dtype | 1 thread | all cores", WORKLOAD_ORDER, "1", "all")
 
 
 def print_fit(table):
-    names = ["training.Fit.time_fit", "training.FitLarge.time_fit"]
-    if not any(table.get(n) for n in names):
-        return
-    print("### End-to-end fit of the scikit-learn drop-in (default parameters)\n")
-    print("| data | X dtype | fastmlp.sklearn | scikit-learn | speed-up |")
-    print("|---|---|---|---|---|")
-    for data in ("digits", "breast-cancer", "mnist-shape"):
-        for dtype in DTYPES:
-            ours = lookup(table, names, (data, dtype, "fastmlp-sklearn"))
-            theirs = lookup(table, names, (data, dtype, "sklearn"))
-            if ours is None and theirs is None:
-                continue
-            print(f"| {data} | {dtype} | {fmt_time(ours)} | {fmt_time(theirs)} | "
-                  f"{fmt_ratio(ratio(theirs, ours))} |")
-    print()
+    print_pair(table, ["training.Fit.time_fit", "training.FitLarge.time_fit"],
+               "End-to-end fit of the scikit-learn drop-in (default parameters)",
+               "data | X dtype | scikit-learn | fastmlp.sklearn",
+               ("digits", "breast-cancer", "mnist-shape"), "sklearn", "fastmlp-sklearn")
 
 
 def print_predict(table):

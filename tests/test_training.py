@@ -230,6 +230,28 @@ def test_same_seed_same_model_and_different_seed_differs():
 
 
 # --------------------------------------------------------------- the traps
+def test_shuffle_reorders_minibatches_but_not_one_full_batch():
+    """With one batch of every row the order only permutes the terms of the
+    batch's sums, so a full-batch fit takes the rows in order: shuffle on or off,
+    the same model. With smaller batches shuffling changes the batches."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((64, 4))
+    y = (X[:, 0] - X[:, 2] > 0).astype(int)
+
+    def fit(batch, shuffle):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return MLP((5,), "tanh", solver="sgd", batch_size=batch, epochs=5, shuffle=shuffle,
+                       dtype="float64", random_state=1).fit(X, y)
+
+    full_on, full_off = fit(64, True), fit(64, False)
+    for a, b in zip(full_on.coefs_ + full_on.intercepts_, full_off.coefs_ + full_off.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert full_on.loss_curve_ == full_off.loss_curve_
+    small_on, small_off = fit(8, True), fit(8, False)
+    assert not np.array_equal(small_on.coefs_[0], small_off.coefs_[0])
+
+
 def test_float_targets_that_look_like_labels_warn_with_the_task_to_pass():
     X, y = separable(100, 4, seed=13)
     with pytest.warns(UserWarning, match=r"all whole numbers, 2 distinct \(0, 1\).*"
