@@ -343,52 +343,32 @@ def _softplus(v):
     return max(v, 0.0) + np.log1p(_exp(-abs(v), False))
 
 
-def _exp_t(x):
-    """exp(x) in x's own precision: ``_exp32`` for float32, ``_exp`` for float64."""
-    raise NotImplementedError  # compiled by the overload below
+def _in_precision(name, doc, f32, f64):
+    """A function of one float that numba compiles to ``f32`` for a float32
+    argument and to ``f64`` otherwise, inlined where it is called."""
+
+    def dispatch(x):
+        raise NotImplementedError  # compiled by the overload below
+
+    dispatch.__name__ = dispatch.__qualname__ = name
+    dispatch.__doc__ = doc
+
+    @overload(dispatch, jit_options=OVERLOAD, inline="always")
+    def impl(x):
+        return f32 if x == types.float32 else f64
+
+    return dispatch
 
 
-@overload(_exp_t, jit_options=OVERLOAD, inline="always")
-def _exp_t_impl(x):
-    if x == types.float32:
-        return lambda x: _exp32(x)
-    return lambda x: _exp(x, False)
-
-
-def _log_t(x):
-    """log(x) (x > 0) in x's own precision: ``_log32`` or ``_log64``."""
-    raise NotImplementedError  # compiled by the overload below
-
-
-@overload(_log_t, jit_options=OVERLOAD, inline="always")
-def _log_t_impl(x):
-    if x == types.float32:
-        return lambda x: _log32(x)
-    return lambda x: _log64(x)
-
-
-def _sigmoid_t(x):
-    """The sigmoid in x's own precision."""
-    raise NotImplementedError  # compiled by the overload below
-
-
-@overload(_sigmoid_t, jit_options=OVERLOAD, inline="always")
-def _sigmoid_t_impl(x):
-    if x == types.float32:
-        return lambda x: np.float32(1.0) / (np.float32(1.0) + _exp32(-x))
-    return lambda x: _sigmoid(x, False)
-
-
-def _tanh_t(x):
-    """tanh in x's own precision."""
-    raise NotImplementedError  # compiled by the overload below
-
-
-@overload(_tanh_t, jit_options=OVERLOAD, inline="always")
-def _tanh_t_impl(x):
-    if x == types.float32:
-        return lambda x: _tanh32(x)
-    return lambda x: _tanh(x, False)
+_exp_t = _in_precision("_exp_t", "exp(x) in x's own precision: ``_exp32`` or ``_exp``.",
+                       lambda x: _exp32(x), lambda x: _exp(x, False))
+_log_t = _in_precision("_log_t", "log(x) (x > 0) in x's own precision: ``_log32`` or "
+                       "``_log64``.", lambda x: _log32(x), lambda x: _log64(x))
+_sigmoid_t = _in_precision("_sigmoid_t", "The sigmoid in x's own precision.",
+                           lambda x: np.float32(1.0) / (np.float32(1.0) + _exp32(-x)),
+                           lambda x: _sigmoid(x, False))
+_tanh_t = _in_precision("_tanh_t", "tanh in x's own precision.",
+                        lambda x: _tanh32(x), lambda x: _tanh(x, False))
 
 
 # ---------------------------------------------------------- matrix products
