@@ -1177,6 +1177,17 @@ def _penalty_squares(params, sizes, offs):
 
 
 @njit(**JIT)
+def _batch_penalty(params, sizes, offs, l2, sq):
+    """(a batch's L2 penalty 0.5 * l2 * sum(W**2), the sum of squares): ``sq``
+    is the sum the last update left (< 0: none yet, computed here)."""
+    if l2 <= 0:
+        return 0.0, sq
+    if sq < 0:
+        sq = _penalty_squares(params, sizes, offs)
+    return 0.5 * l2 * sq, sq
+
+
+@njit(**JIT)
 def _delta(work, wo, sizes, m, l):
     """Layer l's delta block: the two delta buffers alternate from the top."""
     L = sizes.shape[0] - 1
@@ -1238,11 +1249,7 @@ def train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, a
         scale = 1.0 / weight
         D = _delta(work, wo, sizes, m, L - 1)
         data = output_rows(out, y, Y, w, order, start, scale, output, D)
-        penalty = 0.0
-        if l2 > 0:
-            if sq < 0:
-                sq = _penalty_squares(params, sizes, offs)
-            penalty = 0.5 * l2 * sq
+        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
         data_total += data * m * scale
@@ -1897,11 +1904,7 @@ def train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
             data += _columns_output(y, Y, w, rows, b0, order, scale, output, k, block, work,
                                     at[L], at[L + 1], at[L + 2])
             _columns_backward(params, grads, sizes, offs, at, block, rows.shape[0], act, work)
-        penalty = 0.0
-        if l2 > 0:
-            if sq < 0:
-                sq = _penalty_squares(params, sizes, offs)
-            penalty = 0.5 * l2 * sq
+        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
         data_total += data * m * scale

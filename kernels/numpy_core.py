@@ -349,6 +349,16 @@ def _penalty_squares(params, sizes, offs):
                for W, _ in (_weights(params, sizes, offs, l) for l in range(len(sizes) - 1)))
 
 
+def _batch_penalty(params, sizes, offs, l2, sq):
+    """(a batch's L2 penalty, the sum of squares of the weights), from ``sq``
+    when the last update left it (>= 0)."""
+    if l2 <= 0:
+        return 0.0, sq
+    if sq < 0:
+        sq = _penalty_squares(params, sizes, offs)
+    return 0.5 * l2 * sq, sq
+
+
 def _backward(acts, D, params, sizes, offs, act, l, gW, gb, nxt=None):
     """Layer l's gradient into gW and gb from its delta D; returns the delta of
     layer l - 1 (from the current, not yet updated, W; in ``nxt`` when given),
@@ -406,11 +416,7 @@ def _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, 
         scale = 1.0 / weight
         D = deltas[L - 1][:m]
         data = output_rows(out, y, Y, w, order, start, scale, output, D)
-        penalty = 0.0
-        if l2 > 0:
-            if sq < 0:
-                sq = _penalty_squares(params, sizes, offs)
-            penalty = 0.5 * l2 * sq
+        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
         data_total += data * m * scale
