@@ -135,19 +135,19 @@ _PREPARED = set()
 _NO_BLAS = ("train_rows", "train_columns")
 
 
-def _input_kind(X):
-    """What numba compiles an epoch kernel for: X's dtypes and whether it is dense
-    (the kernels take every X read-only: ``api.read_only``)."""
-    if isinstance(X, np.ndarray):
-        return X.dtype.str
-    return tuple(a.dtype.str for a in X)
+def _prepared_key(kern, X, path):
+    """What numba compiles the epoch kernel ``path`` for: the backend, and X's
+    dtypes and whether it is dense (the kernels take every X read-only:
+    ``api.read_only``)."""
+    kind = X.dtype.str if isinstance(X, np.ndarray) else tuple(a.dtype.str for a in X)
+    return kern.name, path, kind
 
 
 def _first_use(kern, X, path):
     """Whether the compiled epoch kernel ``path`` has not yet run on inputs like
     X in this process (the NumPy backend compiles nothing). Once it has, the
     answer is remembered: asking numba costs microseconds per call."""
-    key = (kern.name, path, _input_kind(X))
+    key = _prepared_key(kern, X, path)
     if key in _PREPARED:
         return False
     signatures = getattr(getattr(kern._core, path, None), "signatures", None)
@@ -332,7 +332,7 @@ class Engine:
                 net.step = step
                 if preparing:
                     self._report("prepared", seconds=time.perf_counter() - t0)
-                    _PREPARED.add((kern.name, path, _input_kind(data.X)))
+                    _PREPARED.add(_prepared_key(kern, data.X, path))
                     preparing = False
                 loss = np.float64((data_loss * s.loss_scale + penalty) / data.n)
                 self.n_iter_ += 1
@@ -444,13 +444,11 @@ class Engine:
         """(outputs, argmax per row) of the fitted network for kernel input X.
         One row goes through plain loops, not BLAS: no thread cap to set."""
         net = self._net
-        kern = self._kernels()
-        act, output = ACTIVATIONS[net.activation], OUTPUTS[net.output]
-        if n_rows(X) == 1:
-            out, labels, bad = kern._predict(X, net.params, net.sizes, act, output)
-        else:
-            with threads.limits(getattr(self, "n_threads", None), self.backend_):
-                out, labels, bad = kern._predict(X, net.params, net.sizes, act, output)
+        n_threads = None if n_rows(X) == 1 else getattr(self, "n_threads", None)
+        with threads.limits(n_threads, self.backend_):
+            out, labels, bad = self._kernels()._predict(X, net.params, net.sizes,
+                                                        ACTIVATIONS[net.activation],
+                                                        OUTPUTS[net.output])
         if bad >= 0:
             self._nonfinite_output(X, bad)
         return out, labels
