@@ -56,31 +56,35 @@ def warmup(backend=None, verbose=False):
     import numpy as np
 
     from .network import Network
-    from .kernels.api import work_size
+    from .kernels.api import n_params, work_size
     from .kernels.codes import ACTIVATIONS, OUTPUTS, SOLVERS
-    from .kernels.config import COLUMNS_MIN_BATCH
+    from .kernels.config import BLOCK_MIN_ROWS, COLUMNS_MAX_WIDTH, COLUMNS_MIN_BATCH
 
     t0 = time.perf_counter()
     kern = kernels.get(backend)
     rng = np.random.default_rng(0)
-    sizes = np.array([3, 2, 2])
     act, output = ACTIVATIONS["relu"], OUTPUTS["softmax"]
-    n = COLUMNS_MIN_BATCH
+    n = max(COLUMNS_MIN_BATCH, 2 * BLOCK_MIN_ROWS)
     y = np.arange(n) % 2
     w = np.empty(0)
+    narrow = np.array([3, 2, 2])
+    wide = np.array([3, COLUMNS_MAX_WIDTH + 1, 2])
     for dtype in ("float32", "float64"):
         X = rng.standard_normal((n, 3)).astype(dtype)
         Y = np.zeros((0, 0), dtype=dtype)
         # one epoch of each kernel an epoch can take (api.epoch_path): batches of
-        # one row, small batches, and large batches of a narrow network
-        for batch, solver in ((1, "sgd"), (4, "adam"), (n, "sgd")):
-            net = Network(sizes, "relu", "softmax", np.zeros(14, dtype=dtype), solver)
+        # one row, small batches, large batches of a narrow network and of a wider
+        # one; the loss and gradient of small chunks and of chunks in row blocks
+        for sizes, batch, solver in ((narrow, 1, "sgd"), (narrow, 4, "adam"),
+                                     (narrow, n, "sgd"), (wide, n, "adam")):
+            net = Network(sizes, "relu", "softmax", np.zeros(n_params(sizes), dtype=dtype),
+                          solver)
             work = np.empty(work_size(sizes, batch), dtype=dtype)
             kern._epoch(X, y, Y, w, np.arange(n), net.params, net.grads, net.state1,
                         net.state2, 0, sizes, act, output, SOLVERS[solver], 1e-3, 0.9, False,
                         0.9, 0.999, 1e-8, 1e-4, batch, work)
-        kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, act, output, 1e-4, n,
-                            work)
+            kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, act, output, 1e-4,
+                                batch, work)
         kern._predict(X, net.params, sizes, act, output)
     if verbose:
         print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s")
@@ -106,8 +110,10 @@ def show_config(file=None):
         core = kernels.get("numba")._core
         cache = (getattr(getattr(core.train_epoch, "_cache", None), "cache_path", None)
                  if core._CACHE else "off (no writable directory)")
-        print(f"numba {numba.__version__}: threading layer "
-              f"{numba.config.THREADING_LAYER!r}, cache {cache}", file=out)
+        serial = "" if core.parallel_ok() else " (row-block kernels run serially here)"
+        print(f"numba {numba.__version__}: threading layer {core.threading_layer()!r}"
+              f"{serial}, {threads.default_threads()} of {threads.pool_size()} threads by "
+              f"default, cache {cache}", file=out)
     for backend_name in ("numba", "numpy"):
         try:
             libs = threads.blas_libraries(backend_name)

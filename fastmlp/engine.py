@@ -32,7 +32,7 @@ import numpy as np
 from . import kernels, threads
 from .errors import DivergenceError, NotFittedError
 from .kernels import ACTIVATIONS, OUTPUTS, SOLVERS
-from .kernels.api import epoch_path, n_rows, read_only, work_size
+from .kernels.api import epoch_path, loss_path, n_rows, read_only, work_size
 from .network import Network
 
 _NO_LABELS = np.empty(0, dtype=np.int64)
@@ -132,9 +132,6 @@ class Settings:
 _PREPARED = set()
 
 #: Epoch kernels that call no BLAS (``api.epoch_path``): no BLAS thread cap to set.
-_NO_BLAS = ("train_rows", "train_columns")
-
-
 def _prepared_key(kern, X, path):
     """What numba compiles the epoch kernel ``path`` for: the backend, and X's
     dtypes and whether it is dense (the kernels take every X read-only:
@@ -317,8 +314,7 @@ class Engine:
         preparing = _first_use(kern, data.X, path)
         if preparing:
             self._report("prepare", backend=kern.name, dtype=net.dtype.name)
-        n_threads = None if path in _NO_BLAS else s.n_threads
-        with threads.limits(n_threads, self.backend_):
+        with threads.limits(s.n_threads, self.backend_, path):
             for epoch in range(s.max_iter):
                 t0 = time.perf_counter()
                 order = (self._full_batch_order(data.n) if batch >= data.n
@@ -429,7 +425,7 @@ class Engine:
         options = {"maxfun": s.max_fun, "maxiter": s.max_iter, "gtol": s.tol}
         if iprint >= 0 and _SCIPY_IPRINT:
             options["iprint"] = iprint
-        with threads.limits(s.n_threads, self.backend_):
+        with threads.limits(s.n_threads, self.backend_, loss_path(net.sizes, chunk)):
             result = scipy.optimize.minimize(loss_and_grad, net.params[packed].astype(np.float64),
                                              method="L-BFGS-B", jac=True, options=options)
         if not np.all(np.isfinite(result.x)):

@@ -1,20 +1,37 @@
-"""Thread settings: how many threads BLAS may use.
+"""Thread settings of the kernels: numba's threads for the row-block kernels,
+BLAS's threads for the matrix products of the others.
 
-A model's ``n_threads`` caps, for the duration of each of its calls, the BLAS
-library its backend's matrix products go to (SciPy's OpenBLAS for the numba
-backend, NumPy's for the NumPy backend). The compiled kernels themselves run
-on the calling thread: on the machines measured, a parallel loop did not pay
-for waking a second thread beside BLAS's own (README, "Threads"), so
-calls that make no BLAS call (the one-row and narrow-network epochs, a
-one-row predict) set nothing. The BLAS libraries are found once per backend
-with threadpoolctl (a scan of the loaded libraries costs about 0.3 ms);
-after that a call costs a few direct get/set calls, microseconds, and none
-when the count is already right.
+Each kernel call uses one pool of threads, never both at once
+(``kernels.api.epoch_path`` picks the kernel from the layout alone):
+
+- the row-block kernels (``ROW_BLOCK_KERNELS``) run their blocks on numba's
+  threads: ``n_threads`` of them (None: ``default_threads()``), set for the
+  calling thread only (numba keeps the count per thread), with BLAS held at
+  one thread meanwhile, since each block's products run inside a block's
+  thread;
+- the one-row and narrow-network kernels of the NumPy backend, and
+  ``train_rows``, make no BLAS call and set nothing;
+- the rest run on the calling thread and cap BLAS at ``n_threads`` (None: no
+  cap).
+
+BLAS keeps one thread count per process, so the caps are shared: every call
+in flight registers what it asks for, BLAS runs at the smallest request, and
+the last call to finish puts back the count it found. Two threads training
+two models (one in row blocks, one on BLAS) therefore never leave BLAS at a
+count nobody asked for; the BLAS one may run on fewer threads meanwhile. The
+BLAS libraries are found once per backend with threadpoolctl (a scan of the
+loaded libraries costs about 0.3 ms); after that a call costs a few direct
+get/set calls, microseconds, and none when the count is already right.
 """
 
 import contextlib
 import os
 import threading
+
+from .kernels.api import ROW_BLOCK_KERNELS
+
+#: Kernels that make no BLAS call and start no thread.
+SERIAL_KERNELS = ("train_rows",)
 
 _lock = threading.Lock()
 _blas = {}
@@ -26,6 +43,48 @@ def cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _variable(name):
+    """A positive thread count from environment variable ``name`` (the first
+    of a comma-separated OpenMP list), or None."""
+    value = os.environ.get(name, "").split(",")[0].strip()
+    try:
+        count = int(value)
+    except ValueError:
+        return None
+    return count if count >= 1 else None
+
+
+def pool_size():
+    """Threads in numba's pool (``NUMBA_NUM_THREADS`` when numba started)."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+_default = {}
+
+
+def default_threads():
+    """Threads a row-block kernel uses when ``n_threads`` is None: the cores
+    this process may use (its CPU affinity), capped by ``NUMBA_NUM_THREADS``
+    and ``OMP_NUM_THREADS`` where set (joblib's and dask's workers set the
+    latter), never above numba's pool. Found once per process."""
+    pid = os.getpid()
+    if pid not in _default:
+        _default.clear()
+        _default[pid] = _count_default()
+    return _default[pid]
+
+
+def _count_default():
+    count = cores()
+    for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
+        limit = _variable(name)
+        if limit is not None:
+            count = min(count, limit)
+    return max(1, min(count, pool_size()))
 
 
 def blas_libraries(backend):
@@ -45,27 +104,86 @@ def blas_libraries(backend):
     return _blas[backend]
 
 
+class _BlasCaps:
+    """The thread caps on one backend's BLAS that calls in flight asked for."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.wanted = []
+        self.found = None  # the counts before the first cap of a busy spell
+
+    def _apply(self):
+        libs = blas_libraries(self.backend)
+        if self.wanted:
+            counts = [min(self.wanted)] * len(libs)
+        else:
+            counts, self.found = self.found, None
+        for lib, count in zip(libs, counts):
+            if lib.get_num_threads() != count:
+                lib.set_num_threads(count)
+
+    @contextlib.contextmanager
+    def cap(self, n_threads):
+        with _caps_lock:
+            if not self.wanted:
+                self.found = [lib.get_num_threads() for lib in blas_libraries(self.backend)]
+            self.wanted.append(n_threads)
+            self._apply()
+        try:
+            yield
+        finally:
+            with _caps_lock:
+                self.wanted.remove(n_threads)
+                self._apply()
+
+
+_caps_lock = threading.Lock()
+_caps = {}
+
+
+def _blas_caps(backend):
+    with _caps_lock:
+        return _caps.setdefault(backend, _BlasCaps(backend))
+
+
+def _reset_after_fork():
+    """A child process has only the thread that forked: no other thread's call
+    is in flight there, and a lock held elsewhere at the fork is not."""
+    global _caps_lock, _lock
+    _caps_lock, _lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
 _NO_CAP = contextlib.nullcontext()
 
 
-def limits(n_threads, backend):
-    """Cap BLAS threads at ``n_threads`` inside a ``with`` block (None: no cap,
-    and nothing to do: a shared empty context)."""
+def limits(n_threads, backend, path=None):
+    """The thread settings of a call of kernel ``path`` (None: a kernel that
+    calls BLAS) of ``backend``, inside a ``with`` block: numba's threads and
+    BLAS at one for a row-block kernel of the numba backend; BLAS capped at
+    ``n_threads`` for the others (None: nothing to do, a shared empty
+    context)."""
+    if path in SERIAL_KERNELS:
+        return _NO_CAP
+    if backend == "numba" and path in ROW_BLOCK_KERNELS:
+        return _row_blocks(n_threads)
     if n_threads is None:
         return _NO_CAP
-    return _capped(n_threads, backend)
+    return _blas_caps(backend).cap(n_threads)
 
 
 @contextlib.contextmanager
-def _capped(n_threads, backend):
-    restore = []
-    for lib in blas_libraries(backend):
-        before = lib.get_num_threads()
-        if before != n_threads:
-            lib.set_num_threads(n_threads)
-            restore.append((lib.set_num_threads, before))
-    try:
-        yield
-    finally:
-        for set_threads, before in reversed(restore):
-            set_threads(before)
+def _row_blocks(n_threads):
+    import numba
+
+    count = default_threads() if n_threads is None else min(n_threads, pool_size())
+    before = numba.get_num_threads()
+    with _blas_caps("numba").cap(1):
+        if before != count:
+            numba.set_num_threads(count)
+        try:
+            yield
+        finally:
+            if before != count:
+                numba.set_num_threads(before)

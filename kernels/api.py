@@ -21,7 +21,8 @@ import numpy as np
 
 from .codes import ACTIVATIONS, ADAM, IDENTITY, LOGISTIC, OUTPUTS, POISSON, RELU, SIGMOID
 from .codes import SOFTMAX, SOLVERS, SQUARED, TANH
-from .config import COLUMNS_MAX_WIDTH, COLUMNS_MIN_BATCH
+from .blocks import columns_plan, rows_plan
+from .config import BLOCKS_MAX_PARAMS, COLUMNS_MAX_WIDTH, COLUMNS_MIN_BATCH
 
 FLOATS = (np.float32, np.float64)
 _NO_ROWS = np.empty(0, dtype=np.int64)
@@ -90,15 +91,44 @@ def n_params(sizes):
 
 def work_size(sizes, batch_size, sparse=False):
     """Length of the ``work`` array that ``train_epoch`` (batches of
-    ``batch_size`` rows) and ``loss_gradient`` (chunks of that many) need:
-    the batch's input rows (not for ``sparse`` X, read in place), every
-    layer's activations, two deltas of the widest layer, and one layer's
-    gradient."""
+    ``batch_size`` rows) and ``loss_gradient`` (chunks of that many) need,
+    whichever kernel ``epoch_path`` picks: the batch's input rows (not for
+    ``sparse`` X, read in place), every layer's activations, two deltas of the
+    widest layer, and one layer's gradient; for the row-block kernels the same
+    per block (without the layer's gradient) and a gradient per block."""
     widths = _sizes(sizes).tolist()  # Python ints: a few NumPy reductions cost more here
     rows = int(batch_size)
     layer = max((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
     inputs = 0 if sparse else widths[0]
-    return rows * (inputs + sum(widths[1:]) + 2 * max(widths[1:])) + layer
+    per_row = inputs + sum(widths[1:]) + 2 * max(widths[1:])
+    need = rows * per_row + layer
+    total = _n_params(widths)
+    if row_blocks(widths, rows):
+        nb, block_rows = rows_plan(rows)
+        need = max(need, nb * (block_rows * per_row + total))
+    if not sparse and _narrow(widths, rows):
+        nb, block_rows = columns_plan(rows)
+        need = max(need, nb * (block_rows * (sum(widths) + 2 * max(widths[1:])) + total))
+    return need
+
+
+def _n_params(widths):
+    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def row_blocks(sizes, batch_size):
+    """The cost model: whether batches of ``batch_size`` rows of a network of
+    layer widths ``sizes`` train in row blocks (``train_blocks``, numba's
+    threads) rather than whole (``train_epoch``, BLAS's threads): when the
+    batch splits into two blocks or more and the network has at most
+    ``BLOCKS_MAX_PARAMS`` parameters. It reads the layout alone, never the
+    number of threads."""
+    widths = [int(v) for v in sizes]
+    return rows_plan(int(batch_size))[0] >= 2 and _n_params(widths) <= BLOCKS_MAX_PARAMS
+
+
+def _narrow(widths, batch_size):
+    return batch_size >= COLUMNS_MIN_BATCH and max(widths[1:]) <= COLUMNS_MAX_WIDTH
 
 
 def as_input(X, dtype, n_features=None, convert=False):
@@ -128,26 +158,39 @@ def n_rows(X):
 
 #: The core functions that train an epoch (``epoch_path`` picks one): one
 #: signature, the same results up to rounding.
-EPOCH_KERNELS = ("train_epoch", "train_rows", "train_columns")
+EPOCH_KERNELS = ("train_epoch", "train_rows", "train_columns", "train_blocks")
+
+#: The full-batch loss-and-gradient functions (``loss_path`` picks one).
+LOSS_KERNELS = ("loss_gradient", "loss_gradient_blocks")
+
+#: The kernels that split rows into blocks run by numba's threads (in the
+#: numba core; the NumPy core computes them serially): their results do not
+#: depend on the number of threads.
+ROW_BLOCK_KERNELS = ("train_blocks", "train_columns", "loss_gradient_blocks")
 
 
 def epoch_path(X, sizes, batch_size, output, solver):
     """The core function that trains an epoch of these arguments; each core
-    defines all three, with one signature and the same results up to
+    defines all four, with one signature and the same results up to
     rounding: ``train_rows`` for SGD on batches of one row, ``train_columns``
     for narrow networks on batches of ``COLUMNS_MIN_BATCH`` rows or more
     (every layer after the input at most ``COLUMNS_MAX_WIDTH`` wide; softmax
-    over at least 2 classes), both for dense X; ``train_epoch`` for the rest.
-    Each compiled one is its own entry point: a fit compiles only its own."""
-    if not isinstance(X, np.ndarray):
-        return "train_epoch"
-    if batch_size == 1:
-        return "train_rows" if solver != ADAM else "train_epoch"
-    widths = sizes.tolist()[1:]
-    if (batch_size >= COLUMNS_MIN_BATCH and max(widths) <= COLUMNS_MAX_WIDTH
-            and (output != SOFTMAX or widths[-1] >= 2)):
-        return "train_columns"
-    return "train_epoch"
+    over at least 2 classes), both for dense X; ``train_blocks`` where
+    ``row_blocks`` says so; ``train_epoch`` for the rest. Each compiled one
+    is its own entry point: a fit compiles only its own."""
+    widths = sizes.tolist()
+    if isinstance(X, np.ndarray):
+        if batch_size == 1:
+            return "train_rows" if solver != ADAM else "train_epoch"
+        if _narrow(widths, batch_size) and (output != SOFTMAX or widths[-1] >= 2):
+            return "train_columns"
+    return "train_blocks" if row_blocks(widths, batch_size) else "train_epoch"
+
+
+def loss_path(sizes, chunk):
+    """The core function that computes the full-batch loss and gradient in
+    chunks of ``chunk`` rows: in row blocks where ``row_blocks`` says so."""
+    return "loss_gradient_blocks" if row_blocks(sizes, chunk) else "loss_gradient"
 
 
 def _targets_for(output, target, rows, k, dtype):
@@ -239,6 +282,24 @@ class Kernels:
     def __init__(self, name, core):
         self.name = name
         self._core = core
+        #: Whether the core's row-block kernels may run in parallel here
+        #: (cores without serial twins run their only version).
+        self._parallel_ok = getattr(core, "parallel_ok", None)
+
+    def _kernel(self, name):
+        """The core's function ``name``, or its serial twin where the core
+        says its threads cannot run (a forked child, numba's workqueue layer)."""
+        if name in ROW_BLOCK_KERNELS and self._parallel_ok is not None and not self._parallel_ok():
+            name += "_serial"
+        return getattr(self._core, name)
+
+    def _threads(self, path, n_threads):
+        """The thread settings of a call of kernel ``path`` (``fastmlp.threads``)."""
+        from .. import threads
+
+        if n_threads is not None:
+            n_threads = _positive_int(n_threads, "n_threads")
+        return threads.limits(n_threads, self.name, path)
 
     def __repr__(self):
         return f"<fastmlp kernels: {self.name}>"
@@ -425,7 +486,7 @@ class Kernels:
     def train_epoch(self, X, target, order, params, grads, state1, state2, step, sizes,
                     activation, output, solver, lr, momentum=0.9, nesterov=False, beta1=0.9,
                     beta2=0.999, eps=1e-8, l2=0.0, batch_size=200, work=None,
-                    sample_weight=None):
+                    sample_weight=None, n_threads=None):
         """One epoch of minibatch training over the rows of X (dense or
         scipy.sparse) in ``order``: for every batch, forward, loss, and per layer
         from the top: gradient, the delta for the layer below, and the optimiser
@@ -442,7 +503,11 @@ class Kernels:
         rows, divided by len(order). If a batch's loss or any new value is not
         finite, the epoch stops, the parameters and optimiser state are put back
         as they were at the call, and rows done (< len(order)) is where the
-        failing batch starts."""
+        failing batch starts.
+
+        ``n_threads``: the threads of a row-block kernel (None: every core
+        this process may use; the result is the same for any count), or the
+        cap on BLAS's threads for the others (None: no cap)."""
         sizes, params, act, outk = self._network(sizes, params, activation, output)
         solv = _code(SOLVERS, "solver", solver)
         X = as_input(X, params.dtype, int(sizes[0]))
@@ -462,10 +527,11 @@ class Kernels:
             raise ValueError("order must be a 1-D array of row indices of X")
         work = _work(work, work_size(sizes, batch_size, sparse=not isinstance(X, np.ndarray)),
                      params.dtype)
-        data, penalty, step, done = self._epoch(
-            X, y, Y, w, order, params, grads, state1, state2, int(step), sizes, act, outk,
-            solv, float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
-            float(eps), float(l2), batch_size, work)
+        with self._threads(epoch_path(X, sizes, batch_size, outk, solv), n_threads):
+            data, penalty, step, done = self._epoch(
+                X, y, Y, w, order, params, grads, state1, state2, int(step), sizes, act, outk,
+                solv, float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
+                float(eps), float(l2), batch_size, work)
         n = max(order.shape[0], 1)
         return data / n, penalty / n, step, done
 
@@ -476,7 +542,7 @@ class Kernels:
         a failed epoch puts params and state back as they were."""
         saved = [a.copy() for a in _distinct(params, state1, state2)]
         X = read_only(X)
-        epoch_kernel = getattr(self._core, epoch_path(X, sizes, batch_size, output, solver))
+        epoch_kernel = self._kernel(epoch_path(X, sizes, batch_size, output, solver))
         data, penalty, new_step, done = epoch_kernel(
             X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output, solver,
             lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work)
@@ -487,13 +553,13 @@ class Kernels:
         return data, penalty, new_step, done
 
     def loss_gradient(self, X, target, params, grads, sizes, activation, output, l2=0.0,
-                      chunk=4096, work=None, sample_weight=None):
+                      chunk=4096, work=None, sample_weight=None, n_threads=None):
         """The loss of the whole data set and its gradient, for full-batch
         solvers: with S the total sample weight (rows when unweighted), returns
         (data loss, penalty) = (sum of weighted row losses / S, 0.5 * l2 *
         sum(W**2) / S) and writes the gradient of their sum to ``grads``. Rows
         are taken ``chunk`` at a time (``work``: ``work_size(sizes, chunk)``
-        entries, allocated when not given)."""
+        entries, allocated when not given); ``n_threads`` as for ``train_epoch``."""
         sizes, params, act, outk = self._network(sizes, params, activation, output)
         X = as_input(X, params.dtype, int(sizes[0]))
         rows = n_rows(X)
@@ -503,12 +569,14 @@ class Kernels:
         w = _weights_for(sample_weight, rows)
         work = _work(work, work_size(sizes, chunk, sparse=not isinstance(X, np.ndarray)),
                      params.dtype)
-        return self._loss_gradient(X, y, Y, w, params, grads, sizes, act, outk, float(l2),
-                                   chunk, work)
+        with self._threads(loss_path(sizes, chunk), n_threads):
+            return self._loss_gradient(X, y, Y, w, params, grads, sizes, act, outk, float(l2),
+                                       chunk, work)
 
     def _loss_gradient(self, X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
-        data, penalty = self._core.loss_gradient(read_only(X), y, Y, w, params, grads, sizes,
-                                                 act, output, l2, chunk, work)
+        loss_kernel = self._kernel(loss_path(sizes, chunk))
+        data, penalty = loss_kernel(read_only(X), y, Y, w, params, grads, sizes, act, output,
+                                    l2, chunk, work)
         return float(data), float(penalty)
 
 

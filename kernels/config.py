@@ -1,10 +1,9 @@
 """Every option of the compiled kernels, and the sizes they tune by, in one place.
 
 The kernels never spell out a numba option themselves: they use ``JIT``
-(serial), ``INLINE`` (scalar helpers), ``REDUCE`` (vectorised sums) or
-``INLINE_REDUCE`` (the helpers of those). Every kernel runs on the calling
-thread: on the machines measured, a ``prange`` loop did not pay for waking a
-thread beside BLAS's own (README, "Threads"). This
+(serial), ``PARALLEL`` (the row-block kernels, whose ``prange`` loops numba's
+threads run), ``INLINE`` (scalar helpers), ``REDUCE`` (vectorised sums) or
+``INLINE_REDUCE`` (the helpers of those). This
 module imports nothing heavy and changes nothing outside itself: the numba core
 reads it when it is first loaded, and the API reads the sizes that choose an
 epoch's kernel (``api.epoch_path``).
@@ -27,6 +26,10 @@ JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH))
 #: The order is then fixed by the compiled code (the same on every run), not
 #: by the data. Nothing that calls ``_exp`` may use it.
 REDUCE = dict(JIT, fastmath=set(FASTMATH | {"reassoc"}))
+
+#: Row-block kernels: the same options, their ``prange`` loops run by numba's
+#: thread pool (each also has a serial twin compiled with ``JIT``).
+PARALLEL = dict(JIT, parallel=True)
 
 #: Scalar helpers (exp, sigmoid, tanh): inlined into the loops that call them,
 #: at numba's level, so that those loops vectorise.
@@ -57,3 +60,20 @@ COLUMNS_MIN_BATCH = 32
 #: Rows per feature-major block: the block's activations stay in the L1/L2 cache.
 COLUMNS_BLOCK = 1024
 
+
+#: Row blocks (``blocks.rows_plan``): a batch is split into blocks of at least
+#: ``BLOCK_MIN_ROWS`` rows, at most ``BLOCK_MAX`` of them, whatever the number
+#: of threads; each block's forward and backward pass runs on one thread with
+#: its own scratch and gradient, and the gradients are summed in block order.
+BLOCK_MIN_ROWS = 32
+BLOCK_MAX = 16
+
+#: The cost model that picks row blocks over BLAS's own threads: a layout whose
+#: weights and biases number at most this trains in row blocks (each block's
+#: gradient is summed once per batch, which costs more than BLAS's threads gain
+#: once the layers are large; measured on AMD EPYC and Intel Xeon, README).
+BLOCKS_MAX_PARAMS = 1 << 17
+
+#: Entries of the parameter vector per task of the parallel sum of the blocks'
+#: gradients and of the update that follows it.
+UPDATE_CHUNK = 1 << 13

@@ -7,7 +7,7 @@ others, so they all live in this one module (numba rebuilds a cached function
 only when its own source file changes; the values it takes from ``codes`` and
 ``config`` are checked by ``ensure_fresh``).
 
-An epoch is trained by one of three kernels with one signature; the API picks
+An epoch is trained by one of four kernels with one signature; the API picks
 one by the shape of the work (``api.epoch_path``), and each is its own
 compiled entry point, so that a fit compiles only the one it uses:
 
@@ -17,11 +17,21 @@ compiled entry point, so that a fit compiles only the one it uses:
 - ``train_columns``: narrow networks on large batches (dense X). Blocks of
   ``COLUMNS_BLOCK`` rows are transposed (feature-major), so that every inner
   loop runs over the rows of the block and vectorises however narrow the
-  layers are.
-- ``train_epoch``: everything else (wide layers, CSR X): row-major blocks,
-  products by BLAS (or plain loops below ``SMALL_GEMM``), a fused pass per
-  layer for the activation's derivative and the bias gradient, and a one-pass
-  update of each layer.
+  layers are; the blocks run in parallel.
+- ``train_blocks``: small and medium layers on batches of 64 rows or more
+  (dense or CSR X): each batch split into row blocks (``blocks.rows_plan``)
+  that numba's threads train in parallel, each with single-threaded
+  products, the gradients summed in block order.
+- ``train_epoch``: everything else (large layers, batches of one row under
+  Adam, small batches): the whole batch at once, products by BLAS and its
+  threads (or plain loops below ``SMALL_GEMM``), a fused pass per layer for
+  the activation's derivative and the bias gradient, and a one-pass update
+  of each layer.
+
+The row-block kernels (``PARALLEL_KERNELS``, section "training: row
+blocks") split rows the same way for any number of threads and sum in a
+fixed order, so their results do not depend on it; each has a serial twin
+for where numba's threads cannot run (``parallel_ok``).
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
 signed computed index (``a[o + j]``) makes numba emit a wraparound select that
@@ -39,22 +49,26 @@ type when numba compiles, so a dense fit never compiles the sparse code.
 
 Sections: set-up, bits, exp and log, matrix products, activations, output
 layers, optimisers, layout and the first layer, network forward, training
-(batches, rows, columns, full batch).
+(batches, rows, columns, full batch, row blocks), thread safety.
 """
 
+import hashlib
+import inspect
 import os
+import types as pytypes
 import warnings
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 
-from . import config
+from . import blocks, config
 from .codes import (ADAM, IDENTITY, LOGISTIC, POISSON, RELU, SIGMOID, SOFTMAX, SQUARED,
                     TANH)
-from .config import COLUMNS_BLOCK, NARROW, PREDICT_CHUNK, SMALL_GEMM
+from .config import (BLOCK_MAX, BLOCK_MIN_ROWS, COLUMNS_BLOCK, NARROW, PREDICT_CHUNK,
+                     SMALL_GEMM, UPDATE_CHUNK)
 
 
 # ------------------------------------------------------------------ set-up
@@ -89,13 +103,23 @@ JIT = dict(config.JIT, cache=_CACHE)
 #: them and cached only as part of those, so that ``ensure_fresh`` rebuilding the
 #: kernels rebuilds them too.
 OVERLOAD = dict(config.JIT, cache=False)
+PARALLEL = dict(config.PARALLEL, cache=_CACHE)
 REDUCE = dict(config.REDUCE, cache=_CACHE)
 INLINE = dict(config.INLINE, cache=_CACHE)
 INLINE_REDUCE = dict(config.INLINE_REDUCE, cache=_CACHE)
 
-#: Every value from another module that the compiled code below freezes in.
+
+def _source_key(module):
+    """A number that changes with ``module``'s source (the first 60 bits of its
+    SHA-1): the compiled code below calls functions of it."""
+    return int(hashlib.sha1(inspect.getsource(module).encode()).hexdigest()[:15], 16)
+
+
+#: Every value from another module that the compiled code below freezes in,
+#: and the source of ``blocks``, whose functions it compiles.
 _FROZEN = (IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, SQUARED, LOGISTIC, POISSON, ADAM,
-           NARROW, PREDICT_CHUNK, SMALL_GEMM, COLUMNS_BLOCK)
+           NARROW, PREDICT_CHUNK, SMALL_GEMM, COLUMNS_BLOCK, BLOCK_MIN_ROWS, BLOCK_MAX,
+           UPDATE_CHUNK, _source_key(blocks))
 
 #: Unsigned index type of the loops that must vectorise (see the module's docstring).
 U = np.uint64
@@ -1870,61 +1894,6 @@ def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
             cur = nxt
 
 
-@njit(**JIT)
-def train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
-                  solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
-    """``train_epoch`` for narrow networks on large batches (dense X; softmax
-    needs k >= 2): each batch in blocks of up to ``COLUMNS_BLOCK`` rows,
-    transposed (``_columns_forward``, ``_columns_output``,
-    ``_columns_backward``), the blocks' gradients summed in ``grads``, then
-    each layer's update in one pass. The same results as ``train_epoch`` up to
-    rounding (sums taken in another order)."""
-    n = order.shape[0]
-    L = sizes.shape[0] - 1
-    k = sizes[L]
-    offs = _layers(sizes)
-    block = min(batch_size, COLUMNS_BLOCK)
-    at = _column_offsets(sizes, block)
-    last = _last_live(w, order, batch_size)
-    data_total = 0.0
-    penalty_total = 0.0
-    sq = -1.0
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        weight = _batch_weight(w, order, start, m)
-        if weight == 0.0:
-            continue
-        scale = 1.0 / weight
-        for j in range(grads.shape[0]):
-            grads[j] = 0.0
-        data = 0.0
-        for b0 in range(start, start + m, block):
-            rows = order[b0 : min(b0 + block, start + m)]
-            _columns_forward(X, rows, params, sizes, offs, at, block, act, work)
-            data += _columns_output(y, Y, w, rows, b0, order, scale, output, k, block, work,
-                                    at[L], at[L + 1], at[L + 2])
-            _columns_backward(params, grads, sizes, offs, at, block, rows.shape[0], act, work)
-        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
-        if not np.isfinite(data + penalty):
-            return np.nan, np.nan, step, start
-        data_total += data * m * scale
-        penalty_total += penalty * m * scale
-        rate = adam_rate(lr, beta1, beta2, step + 1)
-        ok = True
-        sq = 0.0
-        for l in range(L):
-            good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
-                                       offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
-                                       nesterov, beta1, beta2, eps, rate, l2 * scale,
-                                       start == last)
-            ok = ok and good
-            sq += part
-        if not ok:
-            return np.nan, np.nan, step, start
-        step += 1
-    return data_total, penalty_total, step, n
-
-
 # ---------------------------------------------------- training: full batch
 @njit(**JIT)
 def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
@@ -1977,3 +1946,319 @@ def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work
         for j in range(p.shape[0]):
             g[j] += l2 * scale * p[j]
     return data * scale, 0.5 * l2 * _penalty_squares(params, sizes, offs) * scale
+
+
+# --------------------------------------------------- training: row blocks
+def _twins(fn):
+    """The row-block kernel ``fn`` (named ``_NAME``) compiled twice, as
+    ``NAME`` with its ``prange`` loops run by numba's threads and as
+    ``NAME_serial`` with them run in order on the calling thread: the same
+    blocks, the same sums in the same order, so the same results. The serial
+    twin is compiled only when first used (``parallel_ok``)."""
+    name = fn.__name__.lstrip("_")
+
+    def renamed(suffix):
+        g = pytypes.FunctionType(fn.__code__, fn.__globals__, name + suffix, fn.__defaults__,
+                                 fn.__closure__)
+        g.__qualname__ = name + suffix  # numba's cache files are named by it
+        g.__module__, g.__doc__ = fn.__module__, fn.__doc__
+        return g
+
+    return njit(**PARALLEL)(renamed("")), njit(**JIT)(renamed("_serial"))
+
+
+_rows_plan = njit(**JIT)(blocks.rows_plan)
+_columns_plan = njit(**JIT)(blocks.columns_plan)
+
+
+@njit(**JIT)
+def _block_gradient(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale,
+                    work, wo, G):
+    """Forward, loss and backward of the m rows ``_row(order, start, i)``
+    with their own scratch ``work`` (laid out by ``wo``), the gradient of
+    their loss times ``scale`` written to ``G`` (a whole parameter vector).
+    Returns the rows' weighted loss (float64)."""
+    L = sizes.shape[0] - 1
+    out = _block(work, wo, L, m, sizes[L])
+    first = _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out)
+    D = _delta(work, wo, sizes, m, L - 1)
+    loss = output_rows(out, y, Y, w, order, start, scale, output, D)
+    column_sums(D, _weights(G, sizes, offs, L - 1)[1])
+    for l in range(L - 1, -1, -1):
+        _layer_gradient(X, order, start, m, first, sizes, work, wo, l,
+                        _weights(G, sizes, offs, l)[0])
+        if l > 0:
+            _delta_below(params, sizes, offs, act, work, wo, m, l,
+                         _weights(G, sizes, offs, l - 1)[1])
+    return loss
+
+
+@njit(**REDUCE)
+def _sum_blocks(slots, nb, n, out, c0, c1, add):
+    """out[c0:c1] (+)= the sum over the first nb blocks of their gradients
+    (``slots`` holds them one after another, n entries each), in block order."""
+    for i in range(U(c0), U(c1)):
+        s = out[i] if add else out.dtype.type(0.0)
+        for b in range(U(nb)):
+            s += slots[b * U(n) + i]
+        out[i] = s
+
+
+@njit(**JIT)
+def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, momentum,
+                 nesterov, beta1, beta2, eps, rate, decay, keep):
+    """The optimiser step of ``_update_layer`` on the entries c0..c1-1 of the
+    parameter vector, whichever layers' weights and biases they hold.
+    Returns (all new values finite, sum of the new weights**2 among them)."""
+    ok = True
+    sq = 0.0
+    for l in range((offs.shape[0] - 1) // 2):
+        for part in range(2):  # the weights (with the L2 term), then the biases
+            i0 = max(c0, offs[2 * l + part])
+            i1 = min(c1, offs[2 * l + part + 1])
+            if i0 >= i1:
+                continue
+            d = decay if part == 0 else 0.0
+            if solver == ADAM:
+                good, s = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, d,
+                                    i0, i1)
+            else:
+                good, s = sgd_step(params, grads, state1, lr, momentum, nesterov, d, i0, i1,
+                                   keep)
+            ok = ok and good
+            if part == 0:
+                sq += s
+    return ok, sq
+
+
+def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+                  solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """``train_epoch`` with each batch in row blocks (``blocks.rows_plan``):
+    the blocks' forward and backward passes run in parallel, each with its
+    own scratch and gradient, single-threaded products and no BLAS thread of
+    its own; their losses and gradients are summed in block order, then the
+    update runs in parallel over spans of ``UPDATE_CHUNK`` parameters. The
+    result does not depend on the number of threads. ``work``: the blocks'
+    scratch, one after another, then a gradient per block."""
+    n = order.shape[0]
+    L = sizes.shape[0] - 1
+    P = params.shape[0]
+    offs = _layers(sizes)
+    nb_max, rows = _rows_plan(batch_size)
+    wo = _offsets(sizes, rows, _input_rows(X, rows))
+    wb = wo[L + 3]
+    slots = work[nb_max * wb : nb_max * (wb + P)]
+    losses = np.empty(nb_max)
+    spans = (P + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    oks = np.empty(spans, dtype=np.bool_)
+    sqs = np.empty(spans)
+    last = _last_live(w, order, batch_size)
+    data_total = 0.0
+    penalty_total = 0.0
+    sq = -1.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        weight = _batch_weight(w, order, start, m)
+        if weight == 0.0:
+            continue
+        scale = 1.0 / weight
+        nb = (m + rows - 1) // rows
+        for b in prange(nb):
+            r0 = b * rows
+            losses[b] = _block_gradient(X, y, Y, w, order, start + r0, min(rows, m - r0),
+                                        params, sizes, offs, act, output, scale,
+                                        work[b * wb : (b + 1) * wb], wo,
+                                        slots[b * P : (b + 1) * P])
+        data = 0.0
+        for b in range(nb):
+            data += losses[b]
+        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, start
+        data_total += data * m * scale
+        penalty_total += penalty * m * scale
+        rate = adam_rate(lr, beta1, beta2, step + 1)
+        keep = start == last
+        for c in prange(spans):
+            c0 = c * UPDATE_CHUNK
+            c1 = min(P, c0 + UPDATE_CHUNK)
+            _sum_blocks(slots, nb, P, grads, c0, c1, False)
+            oks[c], sqs[c] = _update_span(params, grads, state1, state2, offs, c0, c1, solver,
+                                          lr, momentum, nesterov, beta1, beta2, eps, rate,
+                                          l2 * scale, keep)
+        ok = True
+        sq = 0.0
+        for c in range(spans):
+            ok = ok and oks[c]
+            sq += sqs[c]
+        if not ok:
+            return np.nan, np.nan, step, start
+        step += 1
+    return data_total, penalty_total, step, n
+
+
+train_blocks, train_blocks_serial = _twins(_train_blocks)
+
+
+def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """``train_epoch`` for narrow networks on large batches (dense X; softmax
+    needs k >= 2): each batch in blocks of up to ``COLUMNS_BLOCK`` rows,
+    transposed (``_columns_forward``, ``_columns_output``,
+    ``_columns_backward``), up to ``BLOCK_MAX`` blocks at a time in parallel,
+    each into its own gradient; the gradients are summed in block order, then
+    each layer's update runs in one pass. The same results as ``train_epoch``
+    up to rounding (sums taken in another order), and the same for any number
+    of threads."""
+    n = order.shape[0]
+    L = sizes.shape[0] - 1
+    k = sizes[L]
+    P = params.shape[0]
+    offs = _layers(sizes)
+    nb_max, block = _columns_plan(batch_size)
+    at = _column_offsets(sizes, block)
+    widest = 0
+    for l in range(1, L + 1):
+        widest = max(widest, sizes[l])
+    wb = at[L + 2] + U(widest * block)
+    slots = work[U(nb_max) * wb : U(nb_max) * (wb + U(P))]
+    losses = np.empty(nb_max)
+    last = _last_live(w, order, batch_size)
+    data_total = 0.0
+    penalty_total = 0.0
+    sq = -1.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        weight = _batch_weight(w, order, start, m)
+        if weight == 0.0:
+            continue
+        scale = 1.0 / weight
+        data = 0.0
+        total = (m + block - 1) // block
+        for first in range(0, total, nb_max):
+            nb = min(nb_max, total - first)
+            for b in prange(nb):
+                b0 = start + (first + b) * block
+                rows = order[b0 : min(b0 + block, start + m)]
+                bw = work[U(b) * wb : U(b + 1) * wb]
+                G = slots[b * P : (b + 1) * P]
+                G[:] = 0.0
+                _columns_forward(X, rows, params, sizes, offs, at, block, act, bw)
+                losses[b] = _columns_output(y, Y, w, rows, b0, order, scale, output, k, block,
+                                            bw, at[L], at[L + 1], at[L + 2])
+                _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, bw)
+            for b in range(nb):
+                data += losses[b]
+            _sum_blocks(slots, nb, P, grads, 0, P, first > 0)
+        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, start
+        data_total += data * m * scale
+        penalty_total += penalty * m * scale
+        rate = adam_rate(lr, beta1, beta2, step + 1)
+        ok = True
+        sq = 0.0
+        for l in range(L):
+            good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
+                                       offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
+                                       nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                       start == last)
+            ok = ok and good
+            sq += part
+        if not ok:
+            return np.nan, np.nan, step, start
+        step += 1
+    return data_total, penalty_total, step, n
+
+
+train_columns, train_columns_serial = _twins(_train_columns)
+
+
+def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
+    """``loss_gradient`` in row blocks: ``chunk`` rows at a time, split as a
+    batch of that many rows (``blocks.rows_plan``), the blocks in parallel,
+    their losses and gradients summed in block order into the totals. The
+    result does not depend on the number of threads."""
+    n = _n_rows(X)
+    L = sizes.shape[0] - 1
+    P = params.shape[0]
+    offs = _layers(sizes)
+    nb_max, rows = _rows_plan(chunk)
+    wo = _offsets(sizes, rows, _input_rows(X, rows))
+    wb = wo[L + 3]
+    slots = work[nb_max * wb : nb_max * (wb + P)]
+    losses = np.empty(nb_max)
+    spans = (P + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    order = np.empty(0, dtype=np.int64)  # rows in their own order
+    weight = _batch_weight(w, order, 0, n)
+    scale = 1.0 / weight if weight > 0 else 0.0
+    data = 0.0
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        nb = (m + rows - 1) // rows
+        for b in prange(nb):
+            r0 = b * rows
+            losses[b] = _block_gradient(X, y, Y, w, order, start + r0, min(rows, m - r0),
+                                        params, sizes, offs, act, output, scale,
+                                        work[b * wb : (b + 1) * wb], wo,
+                                        slots[b * P : (b + 1) * P])
+        for b in range(nb):
+            data += losses[b]
+        for c in prange(spans):
+            c0 = c * UPDATE_CHUNK
+            _sum_blocks(slots, nb, P, grads, c0, min(P, c0 + UPDATE_CHUNK), start > 0)
+    if n == 0:
+        grads[:] = 0.0
+    for l in range(L):
+        g, p = grads[offs[2 * l] : offs[2 * l + 1]], params[offs[2 * l] : offs[2 * l + 1]]
+        for j in range(p.shape[0]):
+            g[j] += l2 * scale * p[j]
+    return data * scale, 0.5 * l2 * _penalty_squares(params, sizes, offs) * scale
+
+
+loss_gradient_blocks, loss_gradient_blocks_serial = _twins(_loss_gradient_blocks)
+
+#: The kernels that have a serial twin (``NAME_serial``).
+PARALLEL_KERNELS = ("train_blocks", "train_columns", "loss_gradient_blocks")
+
+
+# ------------------------------------------------------------ thread safety
+_forked_from_omp = False
+
+
+def _after_fork():
+    """In a child process: numba's GNU OpenMP layer, once started in the
+    parent, stops any child that enters a parallel region; remember it."""
+    global _forked_from_omp
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized and parallel._threading_layer == "omp":
+        _forked_from_omp = True
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def parallel_ok():
+    """Whether the row-block kernels may run their parallel twins here: not
+    in a child forked after the parent started GNU OpenMP's threads, and not
+    on numba's ``workqueue`` layer (which stops a process that enters two
+    parallel regions at once, from two threads); elsewhere the serial twins
+    run, with the same results."""
+    if _forked_from_omp:
+        return False
+    return threading_layer() != "workqueue"
+
+
+_layer = None
+
+
+def threading_layer():
+    """The threading layer numba runs the parallel loops on (starting it)."""
+    global _layer
+    if _layer is None:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        _layer = parallel._threading_layer
+    return _layer

@@ -442,6 +442,8 @@ def _train_epoch(X, y, Y, w, order, params, grads, state1, state2, step, sizes, 
 #: Narrow networks on large batches: the same algorithm (the compiled core's
 #: feature-major layout gains nothing in array expressions).
 train_columns = train_epoch
+#: The NumPy core computes the row-block kernels' results whole, serially.
+train_blocks = train_epoch
 
 
 def train_rows(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
@@ -568,3 +570,6 @@ def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work
             GW, _ = _weights(grads, sizes, offs, l)
             GW += l2 * scale * _weights(params, sizes, offs, l)[0]
     return data * scale, 0.5 * l2 * _penalty_squares(params, sizes, offs) * scale
+
+
+loss_gradient_blocks = loss_gradient

@@ -1278,8 +1278,9 @@ def test_large_arrays(backend, dtype):
 # ============================================================ the two cores
 def _core_calls():
     """{name: number of positional arguments} of every ``self._core.NAME(...)`` call in
-    ``api.Kernels``, read from its source, and of its call of the epoch kernel that
-    ``api.epoch_path`` picks (any of ``api.EPOCH_KERNELS``)."""
+    ``api.Kernels``, read from its source, and of its calls of the epoch kernel that
+    ``api.epoch_path`` picks (any of ``api.EPOCH_KERNELS``) and of the loss kernel
+    that ``api.loss_path`` picks (any of ``api.LOSS_KERNELS``)."""
     tree = ast.parse(inspect.getsource(api.Kernels))
     calls = {}
     for node in ast.walk(tree):
@@ -1291,8 +1292,9 @@ def _core_calls():
             assert not node.keywords, f"core.{node.func.attr} called with keywords"
             assert calls.setdefault(node.func.attr, len(node.args)) == len(node.args)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id == "epoch_kernel"):  # getattr(self._core, epoch_path(...))
-            for name in api.EPOCH_KERNELS:
+              and node.func.id in ("epoch_kernel", "loss_kernel")):  # self._kernel(NAME)
+            for name in (api.EPOCH_KERNELS if node.func.id == "epoch_kernel"
+                         else api.LOSS_KERNELS):
                 assert calls.setdefault(name, len(node.args)) == len(node.args)
     return calls
 
@@ -1309,7 +1311,7 @@ def test_both_cores_define_every_function_the_api_calls():
     calls = _core_calls()
     assert {"linear", "act_backward", "softmax", "log_softmax", "output_rows", "sgd_update",
             "adam_update", "forward", "predict_rows", "train_epoch", "train_rows",
-            "train_columns", "loss_gradient"} <= set(calls)
+            "train_columns", "train_blocks", "loss_gradient", "loss_gradient_blocks"} <= set(calls)
     for name, n_args in sorted(calls.items()):
         compiled = getattr(numba_core, name, None)
         plain = getattr(numpy_core, name, None)
@@ -1602,6 +1604,37 @@ def test_train_columns_over_several_blocks(dtype, output):
                                epochs=1, weighted=True)
 
 
+#: Batch layouts (batch size, rows) that take the compiled core's row-block kernel
+#: ``train_blocks`` for the network below: batches of two blocks with a remainder batch
+#: of one short and one full block, and one full batch of as many blocks as it takes.
+BLOCK_LAYOUTS = {
+    "two-blocks-rem": (2 * config.BLOCK_MIN_ROWS, 3 * config.BLOCK_MIN_ROWS + 7),
+    "full-max-blocks": ((config.BLOCK_MAX + 1) * config.BLOCK_MIN_ROWS + 3,
+                        (config.BLOCK_MAX + 1) * config.BLOCK_MIN_ROWS + 3),
+}
+#: A network that is neither narrow (``train_columns``) nor too large for row blocks.
+BLOCK_SIZES = [3, config.COLUMNS_MAX_WIDTH + 2, 4]
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("layout", tuple(BLOCK_LAYOUTS))
+@pytest.mark.parametrize("solver_key", tuple(SOLVERS))
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", ref.ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_train_blocks_matches_reference(dtype, activation, output, solver_key, layout,
+                                        weighted, sparse):
+    """Batches in row blocks (``train_blocks`` in the compiled core): both backends, two
+    epochs each, against the reference; sparse X and weighted rows too."""
+    batch_size, n = BLOCK_LAYOUTS[layout]
+    k = 3 if output == "softmax" else 2
+    sizes = BLOCK_SIZES + [k]
+    assert _path(sizes, batch_size, output, solver_key, sparse) == "train_blocks"
+    run_and_compare_epochs(dtype, activation, output, solver_key, batch_size, 0.01,
+                           sizes=sizes, n=n, weighted=weighted, sparse=sparse)
+
+
 @pytest.mark.parametrize("sizes", [[4, 3], [2, 6, 2], [3, 4, 5, 3, 2], [3, 20, 2]],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("solver_key", ["sgd", "nesterov"])
@@ -1617,7 +1650,7 @@ def test_train_rows_layer_counts(dtype, solver_key, sizes):
 
 def test_epoch_paths():
     """Which epoch kernel each layout takes: the grids above and the one of
-    test_train_epoch_matches_reference reach all three."""
+    test_train_epoch_matches_reference reach all four."""
     assert _path([3, 5, 4, 3], 1, "softmax", "sgd") == "train_rows"
     assert _path([3, 5, 4, 3], 1, "softmax", "adam") == "train_epoch"
     assert _path([3, 5, 4, 3], 1, "softmax", "sgd", sparse=True) == "train_epoch"
@@ -1626,6 +1659,20 @@ def test_epoch_paths():
     assert _path([3, 5, 4, 1], config.COLUMNS_MIN_BATCH, "squared", "adam") == "train_columns"
     wide = [3, config.COLUMNS_MAX_WIDTH + 1, 2]
     assert _path(wide, config.COLUMNS_MIN_BATCH, "softmax", "sgd") == "train_epoch"
+    # row blocks from two blocks' rows on, dense or sparse, unless the network is large
+    two = 2 * config.BLOCK_MIN_ROWS
+    assert _path(wide, two - 1, "softmax", "sgd") == "train_epoch"
+    assert _path(wide, two, "softmax", "sgd") == "train_blocks"
+    assert _path(wide, two, "poisson", "adam", sparse=True) == "train_blocks"
+    assert _path([3, 5, 4, 3], two, "softmax", "sgd", sparse=True) == "train_blocks"
+    # d -> 100 -> 2 has (d + 1) * 100 + 202 parameters: the largest d for row blocks
+    d = (config.BLOCKS_MAX_PARAMS - 202) // 100 - 1
+    assert api.n_params([d, 100, 2]) <= config.BLOCKS_MAX_PARAMS < api.n_params([d + 1, 100, 2])
+    assert _path([d, 100, 2], two, "softmax", "sgd") == "train_blocks"
+    assert _path([d + 1, 100, 2], two, "softmax", "sgd") == "train_epoch"
+    assert api.loss_path(np.array(wide), two) == "loss_gradient_blocks"
+    assert api.loss_path(np.array(wide), two - 1) == "loss_gradient"
+    assert api.loss_path(np.array([d + 1, 100, 2]), 4096) == "loss_gradient"
 
 
 @pytest.mark.parametrize("solver_key,batch,n", [("sgd", 1, 6), ("nesterov", 1, 6),
@@ -1660,6 +1707,47 @@ def test_work_size_is_enough_for_the_row_and_column_kernels(dtype, solver_key, b
         assert out1 == out2
         for a1, a2 in zip(arrays1, arrays2):
             np.testing.assert_array_equal(a1, a2)
+
+
+@pytest.mark.parametrize("case", ["blocks", "blocks-csr", "blocks-full", "columns-rounds"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_work_size_is_enough_for_the_row_block_kernels(dtype, case):
+    """train_blocks (several blocks, a remainder batch; CSR; the most blocks a batch takes),
+    loss_gradient_blocks and train_columns over more blocks than run at once, on ``work``
+    of exactly work_size entries: nothing past it changes, the results are those of a run
+    with scratch the API allocates."""
+    sparse = case == "blocks-csr"
+    if case == "columns-rounds":
+        sizes, batch = [3, 7, 2, 4], (config.BLOCK_MAX + 1) * config.COLUMNS_BLOCK + 9
+        n = batch
+    else:
+        sizes = BLOCK_SIZES + [4]
+        batch = (2 * config.BLOCK_MIN_ROWS if case != "blocks-full"
+                 else config.BLOCK_MAX * config.BLOCK_MIN_ROWS + 50)
+        n = 2 * batch + 11
+    assert _path(sizes, batch, "squared", "adam", sparse) == case.split("-")[0].replace(
+        "blocks", "train_blocks").replace("columns", "train_columns")
+    X, target, weights, params, _, s1, s2 = epoch_problem(dtype, "squared", sizes, n, 2,
+                                                          weighted=True, sparse=sparse)
+    order = np.random.default_rng(3).permutation(n)
+    b = get_backend("numba")
+    need = b.work_size(sizes, batch, sparse=sparse)
+    buf = np.full(need + 50, SENTINEL, dtype=dtype)
+    results = []
+    for work in (buf[:need], None):
+        p, g, a, c = params.copy(), np.zeros_like(params), s1.copy(), s2.copy()
+        out = b.train_epoch(X, target, order, p, g, a, c, 0, sizes, "tanh", "squared", "adam",
+                            0.01, l2=0.01, batch_size=batch, work=work, sample_weight=weights)
+        gg = np.zeros_like(params)
+        out += b.loss_gradient(X, target, p, gg, sizes, "tanh", "squared", l2=0.01,
+                               chunk=batch, work=work, sample_weight=weights)
+        results.append((out, p, g, a, c, gg))
+    np.testing.assert_array_equal(buf[need:], SENTINEL)
+    assert np.any(buf[:need] != SENTINEL)
+    (out1, *arrays1), (out2, *arrays2) = results
+    assert out1 == out2
+    for a1, a2 in zip(arrays1, arrays2):
+        np.testing.assert_array_equal(a1, a2)
 
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
@@ -1831,6 +1919,35 @@ def test_train_epoch_skips_batches_of_zero_weight(backend):
 
 # ============================================================ loss_gradient
 CHUNKS = {"chunk1": 1, "chunk3-rem1": 3, "chunk-all": 50}
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", ref.ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_loss_gradient_in_row_blocks_matches_reference(dtype, activation, output, weighted,
+                                                       sparse):
+    """Chunks in row blocks (``loss_gradient_blocks`` in the compiled core): several chunks
+    of two and three blocks and a remainder, against the reference."""
+    k = 3 if output == "softmax" else 2
+    sizes = BLOCK_SIZES + [k]
+    chunk = 3 * config.BLOCK_MIN_ROWS
+    assert api.loss_path(np.array(sizes), chunk) == "loss_gradient_blocks"
+    n = 2 * chunk + config.BLOCK_MIN_ROWS + 5
+    X, target, weights, params, _, _, _ = epoch_problem(dtype, output, sizes, n, 5, weighted,
+                                                        sparse)
+    rdata, rpen, rgrad = ref.loss_gradient(X, target, params, sizes, activation, output, 0.01,
+                                           weights)
+    rtol = {np.float32: 2e-5, np.float64: 1e-12}[dtype]
+    for backend in BACKEND_NAMES:
+        grads = np.full_like(params, np.nan)
+        data, pen = get_backend(backend).loss_gradient(X, target, params, grads, sizes,
+                                                       activation, output, l2=0.01,
+                                                       chunk=chunk, sample_weight=weights)
+        assert data == pytest.approx(rdata, rel=rtol), backend
+        assert pen == pytest.approx(rpen, rel=rtol), backend
+        assert_close_normwise(grads, rgrad, dtype, rtol, what=f"gradient [{backend}]")
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])

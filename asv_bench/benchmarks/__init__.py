@@ -31,10 +31,11 @@ WORKLOADS = {
     "seed-ionosphere": dict(n=351, d=34, hidden=(20, 20), activation="sigmoid", k=2, batch=1),
     "seed-pulsar": dict(n=14318, d=8, hidden=(3,), activation="tanh", k=2, batch=None),
     "digits": dict(n=1797, d=64, hidden=(100,), activation="relu", k=10, batch=200),
+    "mid": dict(n=20000, d=100, hidden=(256,), activation="relu", k=10, batch=256),
     "mnist-shape": dict(n=60000, d=784, hidden=(256, 128), activation="relu", k=10, batch=128),
     "wide": dict(n=16384, d=2048, hidden=(2048, 2048), activation="relu", k=10, batch=1024),
 }
-SMALL_WORKLOADS = ["seed-ionosphere", "seed-pulsar", "digits"]
+SMALL_WORKLOADS = ["seed-ionosphere", "seed-pulsar", "digits", "mid"]
 LARGE_WORKLOADS = ["mnist-shape", "wide"]
 
 SYSTEMS = ["fastmlp-numba", "fastmlp-numpy", "sklearn", "torch"]
