@@ -5,8 +5,8 @@
 calculator that types the outputs, and a converter that writes the network
 with ``add_network`` into skl2onnx's container. The classifier declares the
 options of scikit-learn's MLP (``zipmap``: True, False or 'columns';
-``nocl``; ``output_class_labels``), so skl2onnx parses it with its standard
-classifier parser: outputs ``output_label`` and ``output_probability`` (a
+``nocl``; ``output_class_labels``) and is parsed by skl2onnx's standard classifier
+parser (after a check that it is fitted): outputs ``output_label`` and ``output_probability`` (a
 list of dicts) by default, ``label`` and ``probabilities`` with
 ``zipmap=False``. As with scikit-learn's MLP, the network computes in double
 where the pipeline's tensor is double, else in float; labels are int64 (also
@@ -38,10 +38,20 @@ def register():
     except ImportError:
         return False
     update_registered_converter(MLPClassifier, CLASSIFIER_ALIAS, classifier_shapes,
-                                convert_classifier, options=dict(CLASSIFIER_OPTIONS))
+                                convert_classifier, parser=parse_classifier,
+                                options=dict(CLASSIFIER_OPTIONS))
     update_registered_converter(MLPRegressor, REGRESSOR_ALIAS, regressor_shapes,
                                 convert_regressor)
     return True
+
+
+def parse_classifier(scope, model, inputs, custom_parsers=None):
+    """skl2onnx's standard classifier parser (outputs label and probabilities,
+    then the zipmap options), after refusing an unfitted model by name."""
+    describe(model)
+    from skl2onnx._parse import _parse_sklearn_classifier
+
+    return _parse_sklearn_classifier(scope, model, inputs, custom_parsers=custom_parsers)
 
 
 class ContainerGraph:
