@@ -429,3 +429,151 @@ def test_unfitted_dropin_in_a_pipeline_is_refused():
     pipe = make_pipeline(StandardScaler().fit(X), MLPClassifier())
     with pytest.raises(NotFittedError, match="MLPClassifier is not fitted yet"):
         skl2onnx.to_onnx(pipe, X[:1])
+
+
+# ------------------------------------------------------------ table_graph
+def raw_table(n, seed, unseen=False):
+    """Raw columns as the table graph takes them: float32 [n, 1] with NaN for
+    empty cells, and object (string) [n, 1]."""
+    rng = np.random.default_rng(seed)
+    age = rng.normal(40, 12, n)
+    age[rng.random(n) < 0.2] = np.nan
+    income = rng.lognormal(10, 0.5, n)
+    cities = ["berlin", "paris", "", "oslo"] + (["rome"] if unseen else [])
+    city = rng.choice(cities, n)
+    member = rng.choice(["yes", "no"], n)
+    score = rng.normal(0, 1, n)
+    score[:3] = np.nan
+    return {"age": age.astype(np.float32)[:, None], "city": city.astype(object)[:, None],
+            "income": income.astype(np.float32)[:, None],
+            "member": member.astype(object)[:, None],
+            "score": score.astype(np.float32)[:, None]}
+
+
+COLUMNS = [("numeric", "age", 41.5, True, 40.2, 11.8),
+           ("categorical", "city", ["berlin", "oslo", "paris", ""]),
+           ("numeric", "income", None, False, 22000.0, 9000.0),
+           ("categorical", "member", ["no", "yes"]),
+           ("numeric", "score", 0.0, False, None, None)]
+
+
+def numpy_table(columns, raw, dtype="float32"):
+    """The same transform in NumPy, in ``dtype`` as the graph computes."""
+    cast = np.dtype(dtype).type
+    features = []
+    for column in columns:
+        if column[0] == "numeric":
+            _, name, fill, indicator, mean, scale = column
+            x = raw[name][:, 0].astype(dtype)
+            missing = np.isnan(x)
+            if fill is not None:
+                x = np.where(missing, cast(fill), x)
+            if mean is not None:
+                x = x - cast(mean)
+            if scale is not None:
+                x = x / cast(scale)
+            features.append(x)
+            if indicator:
+                features.append(missing.astype(dtype))
+        else:
+            _, name, categories = column
+            features.extend((raw[name][:, 0] == c).astype(dtype) for c in categories)
+    return np.column_stack(features)
+
+
+def test_table_graph_matches_numpy():
+    raw = raw_table(300, seed=0, unseen=True)
+    out = run(fastmlp.onnx.table_graph(COLUMNS), **raw)["features"]
+    expected = numpy_table(COLUMNS, raw)
+    assert out.shape == (300, 1 + 1 + 4 + 1 + 2 + 1) and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=0)
+    unseen = raw["city"][:, 0] == "rome"
+    assert unseen.any() and np.all(out[unseen, 2:6] == 0)
+    assert np.isnan(out[:3, 9]).sum() == 0  # score's NaN filled with 0
+    assert np.all(np.isnan(out[:, 6]) == np.isnan(raw["income"][:, 0]))
+
+
+def test_table_graph_matches_scikit_learns_transformers():
+    """Statistics fitted by SimpleImputer, StandardScaler and OneHotEncoder
+    describe the columns; the graph then transforms new rows as they do."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    import pandas as pd
+
+    def frame(raw):
+        return pd.DataFrame({k: v[:, 0] for k, v in raw.items()})
+
+    train, test = raw_table(400, seed=1), raw_table(200, seed=2, unseen=True)
+    age = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    transformer = ColumnTransformer([
+        ("age", age, ["age"]), ("age_missing", MissingIndicator(features="all"), ["age"]),
+        ("city", encoder, ["city"]), ("income", StandardScaler(), ["income"])]).fit(frame(train))
+    fitted = transformer.named_transformers_
+    imputer, scaler = fitted["age"].steps[0][1], fitted["age"].steps[1][1]
+    encoder, income = fitted["city"], fitted["income"]
+    columns = [("numeric", "age", imputer.statistics_[0], True, scaler.mean_[0],
+                scaler.scale_[0]),
+               ("categorical", "city", list(encoder.categories_[0])),
+               ("numeric", "income", None, False, income.mean_[0], income.scale_[0])]
+    graph = fastmlp.onnx.table_graph(columns)
+    out = run(graph, **{k: test[k] for k in ("age", "city", "income")})["features"]
+    np.testing.assert_allclose(out, transformer.transform(frame(test)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_table_graph_feeds_the_network(dtype):
+    train, test = raw_table(300, seed=3), raw_table(150, seed=4, unseen=True)
+    X = numpy_table(COLUMNS, train).astype(np.float64)
+    y = np.where((train["city"][:, 0] == "paris") | (X[:, 0] > 0.5), "churn", "stay")
+    model = quiet(MLP((8,), "tanh", epochs=40, dtype=dtype, random_state=0).fit, X, y)
+    proto = fastmlp.onnx.table_graph(COLUMNS, model)
+    assert [i.name for i in proto.graph.input] == ["age", "city", "income", "member", "score"]
+    out = run(proto, **test)
+    X_test = numpy_table(COLUMNS, test, dtype)  # a float64 model preprocesses in float64
+    np.testing.assert_array_equal(out["label"], model.predict(X_test))
+    assert_agrees(out["probabilities"], model.predict_proba(X_test), dtype)
+
+
+def test_table_graph_order_and_regressor():
+    train = raw_table(200, seed=5)
+    X = numpy_table(COLUMNS, train)
+    order = np.random.default_rng(0).permutation(X.shape[1])
+    model = quiet(MLPRegressor(hidden_layer_sizes=(5,), max_iter=30, random_state=0,
+                               dtype="float32").fit, X[:, order], X[:, 0] * 2)
+    out = run(fastmlp.onnx.table_graph(COLUMNS, model, order=order, target_opset=15), **train)
+    assert_agrees(out["variable"][:, 0], model.predict(X[:, order]), "float32")
+
+
+@pytest.mark.parametrize("columns, order, error, match", [
+    ([], None, ValueError, "columns is empty"),
+    ("age", None, TypeError, "columns must be a sequence"),
+    ([("numeric", "age", 1.0, True, 0.0)], None, ValueError, "has 5 fields; a numeric column"),
+    ([("text", "age", ["a"])], None, ValueError, "kind 'text'"),
+    ([("numeric", "", 1.0, True, 0.0, 1.0)], None, TypeError, "non-empty string"),
+    ([("numeric", "a", 1.0, "yes", 0.0, 1.0)], None, TypeError, "has_indicator must be"),
+    ([("numeric", "a", float("nan"), True, 0.0, 1.0)], None, ValueError,
+     "'a''s fill_value must be finite"),
+    ([("numeric", "a", None, False, 0.0, 0.0)], None, ValueError, "scale is 0"),
+    ([("numeric", "a", None, False, "0", 1.0)], None, TypeError, "mean must be a number"),
+    ([("categorical", "c", [])], None, ValueError, "lists no categories"),
+    ([("categorical", "c", ["x", 1])], None, TypeError, "not strings: \\[1\\]"),
+    ([("categorical", "c", ["x", "x"])], None, ValueError, "category twice: \\['x'\\]"),
+    ([("categorical", "label", ["x"])], None, ValueError, "name of a graph output"),
+    ([("categorical", "c", ["x"]), ("numeric", "c", None, False, None, None)], None,
+     ValueError, "repeated: \\['c'\\]"),
+    ([("categorical", "c", ["x", "y"])], [0, 0], ValueError, "once, got \\[0, 0\\]"),
+    ([("categorical", "c", ["x", "y"])], [0.0, 1.0], TypeError, "order must be"),
+])
+def test_table_graph_refuses_bad_descriptions(columns, order, error, match):
+    with pytest.raises(error, match=match):
+        fastmlp.onnx.table_graph(columns, order=order)
+
+
+def test_table_graph_checks_the_model_width():
+    X, _ = data()
+    model = quiet(MLP((3,), epochs=2).fit, X, X[:, 0])
+    with pytest.raises(ValueError, match="the columns give 9 features but the model takes 5"):
+        fastmlp.onnx.table_graph(COLUMNS[:2] + COLUMNS[3:], model)

@@ -10,6 +10,10 @@
   ``output_class_labels``).
 - ``add_network(graph, model, input_name)``: the network part of a graph, fed
   by any tensor (the building block of every export); ``Graph`` collects nodes.
+- ``table_graph(columns, model)``: a graph with one input per raw table column
+  (numeric with NaN for an empty cell, or strings) whose preprocessing
+  (imputation, missing-value indicators, standardization, one-hot encoding)
+  feeds the network.
 
 ``import fastmlp`` does not import this module, nor onnx.
 """
@@ -25,9 +29,10 @@ from .export import to_onnx
 from .graph import DEFAULT_OPSET, MIN_OPSET, Graph, check_opset
 from .network import add_network, label_values, outputs_info
 from .spec import NetworkSpec, describe
+from .table import table_graph
 from . import skl2onnx_ops
 
-__all__ = ["to_onnx", "add_network", "Graph", "check_opset", "describe",
+__all__ = ["to_onnx", "add_network", "table_graph", "Graph", "check_opset", "describe",
            "NetworkSpec", "outputs_info", "label_values", "DEFAULT_OPSET", "MIN_OPSET"]
 
 skl2onnx_ops.register()
