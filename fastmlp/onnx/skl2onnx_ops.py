@@ -5,10 +5,10 @@
 calculator that types the outputs, and a converter that writes the network
 with ``add_network`` into skl2onnx's container. The classifier declares the
 options of scikit-learn's MLP (``zipmap``: True, False or 'columns';
-``nocl``; ``output_class_labels``) and is parsed by skl2onnx's standard classifier
-parser (after a check that it is fitted): outputs ``output_label`` and ``output_probability`` (a
-list of dicts) by default, ``label`` and ``probabilities`` with
-``zipmap=False``. As with scikit-learn's MLP, the network computes in double
+``nocl``; ``output_class_labels``) and is parsed by skl2onnx's standard
+classifier parser (after a check that it is fitted): outputs
+``output_label`` and ``output_probability`` (a list of dicts) by default,
+``label`` and ``probabilities`` with ``zipmap=False``. As with scikit-learn's MLP, the network computes in double
 where the pipeline's tensor is double, else in float; labels are int64 (also
 for bool labels and float labels that are whole numbers) or strings, and a
 multilabel model's label is its [N, n_labels] 0/1 matrix. Unlike skl2onnx's
