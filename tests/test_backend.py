@@ -57,11 +57,11 @@ def test_per_model_backend_overrides_the_process_default():
 
 
 def test_import_loads_no_backend_and_no_extra():
-    """``import fastmlp`` imports neither numba nor the optional libraries, and
-    importing the compiled core compiles nothing."""
+    """``import fastmlp`` imports neither numba nor the optional libraries (onnx
+    and skl2onnx included), and importing the compiled core compiles nothing."""
     code = ("import sys, fastmlp\n"
             "heavy = ['numba', 'sklearn', 'matplotlib', 'tqdm', 'pandas', 'pyarrow', 'dask', "
-            "'torch', 'scipy.optimize']\n"
+            "'torch', 'scipy.optimize', 'onnx', 'skl2onnx', 'onnxruntime']\n"
             "print(sorted(m for m in heavy if m in sys.modules))\n"
             "import fastmlp.kernels.numba_core as c\n"
             "from numba.core.registry import CPUDispatcher\n"
