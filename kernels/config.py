@@ -27,9 +27,14 @@ JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH))
 #: by the data. Nothing that calls ``_exp`` may use it.
 REDUCE = dict(JIT, fastmath=set(FASTMATH | {"reassoc"}))
 
-#: Row-block kernels: the same options, their ``prange`` loops run by numba's
-#: thread pool (each also has a serial twin compiled with ``JIT``).
-PARALLEL = dict(JIT, parallel=True)
+#: The passes of the row-block kernels: the same options, their ``prange``
+#: loops run by numba's thread pool (each also has a serial twin compiled with
+#: ``JIT``). Only ``prange`` is parallelised: numba's other automatic
+#: parallelisations (array expressions, reductions) add compile time and are
+#: not used.
+PARALLEL = dict(JIT, parallel={"prange": True, "comprehension": False, "reduction": False,
+                               "inplace_binop": False, "setitem": False, "numpy": False,
+                               "stencil": False, "fusion": False})
 
 #: Scalar helpers (exp, sigmoid, tanh): inlined into the loops that call them,
 #: at numba's level, so that those loops vectorise.

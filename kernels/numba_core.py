@@ -1949,22 +1949,22 @@ def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work
 
 
 # --------------------------------------------------- training: row blocks
-def _twins(fn):
-    """The row-block kernel ``fn`` (named ``_NAME``) compiled twice, as
-    ``NAME`` with its ``prange`` loops run by numba's threads and as
-    ``NAME_serial`` with them run in order on the calling thread: the same
-    blocks, the same sums in the same order, so the same results. The serial
-    twin is compiled only when first used (``parallel_ok``)."""
-    name = fn.__name__.lstrip("_")
+def _renamed(fn, name, namespace=None):
+    """A copy of function ``fn`` named ``name`` (numba names its cache files by
+    it) that reads its globals from ``namespace`` (default: its module's)."""
+    g = pytypes.FunctionType(fn.__code__, fn.__globals__ if namespace is None else namespace,
+                             name, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = name
+    g.__module__, g.__doc__ = fn.__module__, fn.__doc__
+    return g
 
-    def renamed(suffix):
-        g = pytypes.FunctionType(fn.__code__, fn.__globals__, name + suffix, fn.__defaults__,
-                                 fn.__closure__)
-        g.__qualname__ = name + suffix  # numba's cache files are named by it
-        g.__module__, g.__doc__ = fn.__module__, fn.__doc__
-        return g
 
-    return njit(**PARALLEL)(renamed("")), njit(**JIT)(renamed("_serial"))
+def _pass_twins(fn):
+    """A parallel pass ``fn`` (named ``_NAME``) compiled twice: as ``_NAME``
+    with its ``prange`` loop run by numba's threads, and as ``_NAME_serial``
+    with it run in order on the calling thread."""
+    return (njit(**PARALLEL)(_renamed(fn, fn.__name__)),
+            njit(**JIT)(_renamed(fn, fn.__name__ + "_serial")))
 
 
 _rows_plan = njit(**JIT)(blocks.rows_plan)
@@ -2031,15 +2031,120 @@ def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, moment
     return ok, sq
 
 
+def _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output, scale,
+               work, wo, slots, losses):
+    """The m rows from ``start`` in blocks of ``rows`` rows, one block per
+    task: block b's scratch is the b-th ``wo[L + 3]`` entries of ``work``, its
+    gradient the b-th parameter vector in ``slots``. Returns the rows' loss,
+    the blocks' losses summed in block order."""
+    P = params.shape[0]
+    wb = wo[sizes.shape[0] + 2]
+    nb = (m + rows - 1) // rows
+    for b in prange(nb):
+        r0 = b * rows
+        losses[b] = _block_gradient(X, y, Y, w, order, start + r0, min(rows, m - r0), params,
+                                    sizes, offs, act, output, scale, work[b * wb : (b + 1) * wb],
+                                    wo, slots[b * P : (b + 1) * P])
+    total = 0.0
+    for b in range(nb):
+        total += losses[b]
+    return total
+
+
+_rows_pass, _rows_pass_serial = _pass_twins(_rows_pass)
+
+
+def _sum_pass(slots, nb, out, add):
+    """out (+)= the sum of the first nb gradients in ``slots``, in block order,
+    in spans of ``UPDATE_CHUNK`` entries, one per task."""
+    P = out.shape[0]
+    for c in prange((P + UPDATE_CHUNK - 1) // UPDATE_CHUNK):
+        c0 = c * UPDATE_CHUNK
+        _sum_blocks(slots, nb, P, out, c0, min(P, c0 + UPDATE_CHUNK), add)
+
+
+_sum_pass, _sum_pass_serial = _pass_twins(_sum_pass)
+
+
+def _update_pass(params, grads, state1, state2, offs, slots, nb, solver, lr, momentum,
+                 nesterov, beta1, beta2, eps, rate, decay, keep, oks, sqs):
+    """The batch's gradient (the sum of the nb blocks' gradients in ``slots``)
+    into ``grads`` and the optimiser's step, in spans of ``UPDATE_CHUNK``
+    parameters, one per task. Returns (all new values finite, sum of the new
+    weights**2), the spans' sums added in span order."""
+    P = params.shape[0]
+    spans = oks.shape[0]
+    for c in prange(spans):
+        c0 = c * UPDATE_CHUNK
+        c1 = min(P, c0 + UPDATE_CHUNK)
+        _sum_blocks(slots, nb, P, grads, c0, c1, False)
+        oks[c], sqs[c] = _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr,
+                                      momentum, nesterov, beta1, beta2, eps, rate, decay, keep)
+    ok = True
+    sq = 0.0
+    for c in range(spans):
+        ok = ok and oks[c]
+        sq += sqs[c]
+    return ok, sq
+
+
+_update_pass, _update_pass_serial = _pass_twins(_update_pass)
+
+
+def _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes, offs, at, act,
+                  output, scale, work, wb, slots, losses):
+    """Feature-major blocks ``first`` to ``first + nb - 1`` of the batch of m
+    rows from ``start``, one per task, each with its scratch (``wb`` entries
+    of ``work``) and its gradient in ``slots``. Returns their loss, summed in
+    block order."""
+    L = sizes.shape[0] - 1
+    P = params.shape[0]
+    for b in prange(nb):
+        b0 = start + (first + b) * block
+        rows = order[b0 : min(b0 + block, start + m)]
+        bw = work[U(b) * wb : U(b + 1) * wb]
+        G = slots[b * P : (b + 1) * P]
+        G[:] = 0.0
+        _columns_forward(X, rows, params, sizes, offs, at, block, act, bw)
+        losses[b] = _columns_output(y, Y, w, rows, b0, order, scale, output, sizes[L], block,
+                                    bw, at[L], at[L + 1], at[L + 2])
+        _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, bw)
+    total = 0.0
+    for b in range(nb):
+        total += losses[b]
+    return total
+
+
+_columns_pass, _columns_pass_serial = _pass_twins(_columns_pass)
+
+#: The parallel passes the row-block kernels call; their serial twins call
+#: the ``_serial`` ones.
+_PASSES = ("_rows_pass", "_sum_pass", "_update_pass", "_columns_pass")
+
+
+def _twins(fn):
+    """The row-block kernel ``fn`` (named ``_NAME``) compiled twice, as
+    ``NAME``, which runs the parallel passes, and as ``NAME_serial``, which
+    runs their serial twins: the same blocks and the same sums in the same
+    order, so the same results. The kernels themselves are serial code; only
+    the short passes are compiled for numba's threads, which keeps their
+    compilation short. The serial twin is compiled only when first used
+    (``parallel_ok``)."""
+    name = fn.__name__.lstrip("_")
+    serial = dict(fn.__globals__, **{p: fn.__globals__[p + "_serial"] for p in _PASSES})
+    return (njit(**JIT)(_renamed(fn, name)),
+            njit(**JIT)(_renamed(fn, name + "_serial", serial)))
+
+
 def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
     """``train_epoch`` with each batch in row blocks (``blocks.rows_plan``):
     the blocks' forward and backward passes run in parallel, each with its
-    own scratch and gradient, single-threaded products and no BLAS thread of
-    its own; their losses and gradients are summed in block order, then the
-    update runs in parallel over spans of ``UPDATE_CHUNK`` parameters. The
-    result does not depend on the number of threads. ``work``: the blocks'
-    scratch, one after another, then a gradient per block."""
+    own scratch and gradient and single-threaded products; their losses and
+    gradients are summed in block order, then the update runs in parallel
+    over spans of ``UPDATE_CHUNK`` parameters. The result does not depend on
+    the number of threads. ``work``: the blocks' scratch, one after another,
+    then a gradient per block."""
     n = order.shape[0]
     L = sizes.shape[0] - 1
     P = params.shape[0]
@@ -2062,35 +2167,17 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
         if weight == 0.0:
             continue
         scale = 1.0 / weight
-        nb = (m + rows - 1) // rows
-        for b in prange(nb):
-            r0 = b * rows
-            losses[b] = _block_gradient(X, y, Y, w, order, start + r0, min(rows, m - r0),
-                                        params, sizes, offs, act, output, scale,
-                                        work[b * wb : (b + 1) * wb], wo,
-                                        slots[b * P : (b + 1) * P])
-        data = 0.0
-        for b in range(nb):
-            data += losses[b]
+        data = _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
+                          scale, work, wo, slots, losses)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
         data_total += data * m * scale
         penalty_total += penalty * m * scale
-        rate = adam_rate(lr, beta1, beta2, step + 1)
-        keep = start == last
-        for c in prange(spans):
-            c0 = c * UPDATE_CHUNK
-            c1 = min(P, c0 + UPDATE_CHUNK)
-            _sum_blocks(slots, nb, P, grads, c0, c1, False)
-            oks[c], sqs[c] = _update_span(params, grads, state1, state2, offs, c0, c1, solver,
-                                          lr, momentum, nesterov, beta1, beta2, eps, rate,
-                                          l2 * scale, keep)
-        ok = True
-        sq = 0.0
-        for c in range(spans):
-            ok = ok and oks[c]
-            sq += sqs[c]
+        ok, sq = _update_pass(params, grads, state1, state2, offs, slots, (m + rows - 1) // rows,
+                              solver, lr, momentum, nesterov, beta1, beta2, eps,
+                              adam_rate(lr, beta1, beta2, step + 1), l2 * scale,
+                              start == last, oks, sqs)
         if not ok:
             return np.nan, np.nan, step, start
         step += 1
@@ -2112,7 +2199,6 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
     of threads."""
     n = order.shape[0]
     L = sizes.shape[0] - 1
-    k = sizes[L]
     P = params.shape[0]
     offs = _layers(sizes)
     nb_max, block = _columns_plan(batch_size)
@@ -2137,18 +2223,8 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
         total = (m + block - 1) // block
         for first in range(0, total, nb_max):
             nb = min(nb_max, total - first)
-            for b in prange(nb):
-                b0 = start + (first + b) * block
-                rows = order[b0 : min(b0 + block, start + m)]
-                bw = work[U(b) * wb : U(b + 1) * wb]
-                G = slots[b * P : (b + 1) * P]
-                G[:] = 0.0
-                _columns_forward(X, rows, params, sizes, offs, at, block, act, bw)
-                losses[b] = _columns_output(y, Y, w, rows, b0, order, scale, output, k, block,
-                                            bw, at[L], at[L + 1], at[L + 2])
-                _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, bw)
-            for b in range(nb):
-                data += losses[b]
+            data += _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes,
+                                  offs, at, act, output, scale, work, wb, slots, losses)
             _sum_blocks(slots, nb, P, grads, 0, P, first > 0)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
@@ -2188,27 +2264,17 @@ def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chu
     wb = wo[L + 3]
     slots = work[nb_max * wb : nb_max * (wb + P)]
     losses = np.empty(nb_max)
-    spans = (P + UPDATE_CHUNK - 1) // UPDATE_CHUNK
     order = np.empty(0, dtype=np.int64)  # rows in their own order
     weight = _batch_weight(w, order, 0, n)
     scale = 1.0 / weight if weight > 0 else 0.0
     data = 0.0
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        nb = (m + rows - 1) // rows
-        for b in prange(nb):
-            r0 = b * rows
-            losses[b] = _block_gradient(X, y, Y, w, order, start + r0, min(rows, m - r0),
-                                        params, sizes, offs, act, output, scale,
-                                        work[b * wb : (b + 1) * wb], wo,
-                                        slots[b * P : (b + 1) * P])
-        for b in range(nb):
-            data += losses[b]
-        for c in prange(spans):
-            c0 = c * UPDATE_CHUNK
-            _sum_blocks(slots, nb, P, grads, c0, min(P, c0 + UPDATE_CHUNK), start > 0)
     if n == 0:
         grads[:] = 0.0
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        data += _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
+                           scale, work, wo, slots, losses)
+        _sum_pass(slots, (m + rows - 1) // rows, grads, start > 0)
     for l in range(L):
         g, p = grads[offs[2 * l] : offs[2 * l + 1]], params[offs[2 * l] : offs[2 * l + 1]]
         for j in range(p.shape[0]):

@@ -58,16 +58,34 @@ def _frozen_names():
     raise AssertionError("numba_core assigns no _FROZEN tuple")
 
 
+def _compiled_modules():
+    """Other modules of the package whose functions numba_core compiles (``njit(**...)(
+    module.function)``)."""
+    modules = set()
+    for node in ast.walk(ast.parse(inspect.getsource(numba_core))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Call)
+                and getattr(node.func.func, "id", None) == "njit" and node.args
+                and isinstance(node.args[0], ast.Attribute)
+                and isinstance(node.args[0].value, ast.Name)):
+            modules.add(node.args[0].value.id)
+    return modules
+
+
 def test_frozen_lists_every_value_taken_from_codes_and_config():
     taken = _taken_from_codes_and_config()
     # the codes and sizes the compiled code compares against (a sanity floor)
     assert {"RELU", "SIGMOID", "TANH", "SOFTMAX", "POISSON", "ADAM", "SMALL_GEMM",
-            "PREDICT_CHUNK", "NARROW"} <= taken
+            "PREDICT_CHUNK", "NARROW", "BLOCK_MIN_ROWS", "UPDATE_CHUNK"} <= taken
     names = _frozen_names()
     assert len(names) == len(set(names))
+    # the source of every module whose functions the core compiles is frozen too
+    sources = {n for n in names if n.startswith("_source_key(")}
+    assert _compiled_modules() == {"blocks"}
+    assert sources == {f"_source_key({m})" for m in _compiled_modules()}
+    names = [n for n in names if n not in sources]
     assert set(names) == taken, (f"taken but not frozen: {sorted(taken - set(names))}; "
                                  f"frozen but not taken: {sorted(set(names) - taken)}")
-    values = tuple(eval(name, vars(numba_core)) for name in names)  # noqa: S307
+    values = tuple(eval(name, vars(numba_core)) for name in _frozen_names())  # noqa: S307
     assert numba_core._FROZEN == values
 
 
@@ -154,7 +172,9 @@ def _check_edit_takes_effect(tmp_path, mode, module, pattern, replacement, posit
     assert first["error"] < 1e-12
     _edit(pkg / "fastmlp" / "kernels" / module, pattern, replacement)
     second = _run(tmp_path, pkg, mode)
-    assert second["FROZEN"][position] == value
+    assert second["FROZEN"][position] == (value if value is not None else
+                                          second["FROZEN"][position])
+    assert second["FROZEN"][position] != first["FROZEN"][position]
     assert second["rebuilt"] is True and second["rebuilt_again"] is False
     assert second["frozen"] == second["FROZEN"]  # the cache now holds the new value
     assert second["misses"] > 0 and second["hits"] == 0  # recompiled, not loaded
@@ -180,3 +200,13 @@ def test_editing_codes_recompiles_the_kernels(tmp_path):
     _check_edit_takes_effect(tmp_path, "predict", "codes.py",
                              r"^IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3$",
                              "IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 7", position, 7)
+
+
+def test_editing_the_block_plan_recompiles_the_kernels(tmp_path):
+    """numba_core compiles ``blocks.rows_plan`` into its row-block kernels: an edit of
+    blocks.py alone (here a rewritten clamp, same results) changes its source key and
+    rebuilds the cache."""
+    position = _frozen_names().index("_source_key(blocks)")
+    _check_edit_takes_effect(tmp_path, "softmax", "blocks.py",
+                             r"^    if blocks > BLOCK_MAX:$", "    if blocks >= BLOCK_MAX + 1:",
+                             position, None)
