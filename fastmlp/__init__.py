@@ -47,21 +47,26 @@ def backend():
     return kernels.BACKEND
 
 
-def warmup(backend=None, verbose=False):
+def warmup(backend=None, verbose=False, dtypes=("float32", "float64")):
     """Compile (or load from the cache) every kernel a fit and a predict of
-    dense data need, for float32 and float64, every activation, output and
-    solver."""
+    dense data need, for ``dtypes``, every activation, output and solver.
+    ``verbose``: say so first, then print each kernel as it becomes ready,
+    with its time (a first run compiles them; later runs load them from
+    numba's disk cache)."""
     import time
 
     import numpy as np
 
-    from .network import Network
-    from .kernels.api import n_params, work_size
+    from .kernels.api import epoch_path, loss_path, n_params, work_size
     from .kernels.codes import ACTIVATIONS, OUTPUTS, SOLVERS
     from .kernels.config import BLOCK_MIN_ROWS, COLUMNS_MAX_WIDTH, COLUMNS_MIN_BATCH
+    from .network import Network
 
     t0 = time.perf_counter()
     kern = kernels.get(backend)
+    if verbose:
+        print(f"fastmlp: preparing the {kern.name} kernels ({', '.join(dtypes)}): compiled on "
+              "the first run, loaded from numba's cache after", flush=True)
     rng = np.random.default_rng(0)
     act, output = ACTIVATIONS["relu"], OUTPUTS["softmax"]
     n = max(COLUMNS_MIN_BATCH, 2 * BLOCK_MIN_ROWS)
@@ -69,7 +74,7 @@ def warmup(backend=None, verbose=False):
     w = np.empty(0)
     narrow = np.array([3, 2, 2])
     wide = np.array([3, COLUMNS_MAX_WIDTH + 1, 2])
-    for dtype in ("float32", "float64"):
+    for dtype in dtypes:
         X = rng.standard_normal((n, 3)).astype(dtype)
         Y = np.zeros((0, 0), dtype=dtype)
         # one epoch of each kernel an epoch can take (api.epoch_path): batches of
@@ -77,6 +82,7 @@ def warmup(backend=None, verbose=False):
         # one; the loss and gradient of small chunks and of chunks in row blocks
         for sizes, batch, solver in ((narrow, 1, "sgd"), (narrow, 4, "adam"),
                                      (narrow, n, "sgd"), (wide, n, "adam")):
+            t1 = time.perf_counter()
             net = Network(sizes, "relu", "softmax", np.zeros(n_params(sizes), dtype=dtype),
                           solver)
             work = np.empty(work_size(sizes, batch), dtype=dtype)
@@ -85,9 +91,16 @@ def warmup(backend=None, verbose=False):
                         0.9, 0.999, 1e-8, 1e-4, batch, work)
             kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, act, output, 1e-4,
                                 batch, work)
+            if verbose:
+                names = (f"{epoch_path(X, sizes, batch, output, SOLVERS[solver])}, "
+                         f"{loss_path(sizes, batch)}")
+                print(f"  {names} ({dtype}): {time.perf_counter() - t1:.1f} s", flush=True)
+        t1 = time.perf_counter()
         kern._predict(X, net.params, sizes, act, output)
+        if verbose:
+            print(f"  predict_rows ({dtype}): {time.perf_counter() - t1:.1f} s", flush=True)
     if verbose:
-        print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s")
+        print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def show_config(file=None):

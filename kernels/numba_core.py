@@ -2174,10 +2174,17 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
             return np.nan, np.nan, step, start
         data_total += data * m * scale
         penalty_total += penalty * m * scale
-        ok, sq = _update_pass(params, grads, state1, state2, offs, slots, (m + rows - 1) // rows,
-                              solver, lr, momentum, nesterov, beta1, beta2, eps,
-                              adam_rate(lr, beta1, beta2, step + 1), l2 * scale,
-                              start == last, oks, sqs)
+        nb = (m + rows - 1) // rows
+        rate = adam_rate(lr, beta1, beta2, step + 1)
+        if spans == 1:  # one span: on this thread, without waking the others
+            _sum_blocks(slots, nb, P, grads, 0, P, False)
+            ok, sq = _update_span(params, grads, state1, state2, offs, 0, P, solver, lr,
+                                  momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                  start == last)
+        else:
+            ok, sq = _update_pass(params, grads, state1, state2, offs, slots, nb, solver, lr,
+                                  momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                  start == last, oks, sqs)
         if not ok:
             return np.nan, np.nan, step, start
         step += 1

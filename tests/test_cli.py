@@ -298,9 +298,14 @@ def test_doctor_examines_a_trained_model_file(trained):
 # ------------------------------------------------------ demo, bench, config
 def test_demo_trains_on_the_bundled_data():
     lines = ok("demo", "--backend", "numba").stdout.splitlines()
-    assert lines[1].split() == ["data", "set", "backend", "test", "acc", "loss", "epochs",
-                                "ms/epoch"]
-    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    # it says what it prepares before anything else, then each kernel as it is ready
+    assert lines[0].startswith("fastmlp: preparing the numba kernels (float32)")
+    head = next(i for i, line in enumerate(lines) if line.startswith("data set"))
+    assert lines[head - 1].startswith("fastmlp: kernels ready in")
+    assert all(line.startswith("  ") for line in lines[1:head - 1]) and head > 3
+    assert lines[head].split() == ["data", "set", "backend", "test", "acc", "loss", "epochs",
+                                   "ms/epoch"]
+    rows = {line.split()[0]: line.split() for line in lines[head + 1:]}
     assert set(rows) == {"digits", "breast-cancer"}
     assert all(row[1] == "numba" and float(row[2]) > 0.9 for row in rows.values())
 

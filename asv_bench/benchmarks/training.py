@@ -83,9 +83,10 @@ THREADS = ["1", "all"]
 
 class Threads:
     """One epoch of fastmlp-numba (``partial_fit``) with ``MLP(n_threads=1)`` and with
-    every core: the thread scaling of each workload. The kernels of the narrow
-    workloads (seed-ionosphere, seed-pulsar) call no BLAS and run serially either way;
-    the others gain what BLAS's threads give their matrix products."""
+    every core: the thread scaling of each workload. seed-pulsar, digits and mid
+    train in row blocks on numba's threads (the same weights at every count);
+    seed-ionosphere (batches of one row) runs serially either way; mnist-shape and
+    wide gain what BLAS's threads give their matrix products."""
 
     params = [SMALL_WORKLOADS, DTYPES, THREADS]
     param_names = ["workload", "dtype", "threads"]
