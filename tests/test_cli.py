@@ -411,6 +411,23 @@ def test_a_file_that_is_not_a_model_exits_2(tmp_path, trained):
         assert str(bad) in out.stderr
 
 
+def test_a_model_file_with_non_finite_weights_exits_2_naming_the_member(tmp_path, trained):
+    """NaN weights written consistently (the zip's checksums right): predict and
+    info refuse the file instead of blaming the inputs for NaN outputs."""
+    _, model_path, _ = trained
+    with np.load(model_path, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files}
+    members["params"] = np.full_like(members["params"], np.nan)
+    edited = tmp_path / "nan.npz"
+    np.savez(edited, **members)
+    for args in (["predict", edited, model_path.parent / "breast_cancer.csv"], ["info", edited]):
+        out = run(*args)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith("fastmlp: error: ") and out.stderr.count("\n") == 1
+        assert "member 'params'" in out.stderr and "non-finite" in out.stderr
+        assert "scale the inputs" not in out.stderr
+
+
 def test_data_lacking_the_models_columns_exits_2(tmp_path, trained):
     _, model_path, _ = trained
     X, _ = load_breast_cancer()
