@@ -65,7 +65,7 @@ def _training_data(args):
                             max_categories=args.max_categories, impute=args.impute,
                             scale=args.scale)
     y = table.labels(args.target)
-    return pre.transform(table), y, pre, left_out
+    return pre.transform(table, dtype=args.dtype), y, pre, left_out
 
 
 def _encoding_summary(pre):
@@ -169,14 +169,15 @@ def _load_model(path):
 def _features_of(table, model, pre, model_path):
     """The model's input matrix from ``table``: its columns by name, encoded as
     in training, or for a file without preprocessing every column in order."""
+    dtype = model._net.dtype  # what the kernels take: no second copy
     if pre is not None:
-        return pre.transform(table)
+        return pre.transform(table, dtype=dtype)
     if len(table.names) != model.n_features_in_:
         raise CommandError(f"{model_path} keeps no feature names (it was saved without the "
                            f"command line's preprocessing), so the columns of {table.path} are "
                            f"used in order: the model needs {model.n_features_in_}, the file "
                            f"has {len(table.names)}")
-    return Preprocessing.passthrough(table.names).transform(table)
+    return Preprocessing.passthrough(table.names).transform(table, dtype=dtype)
 
 
 def cmd_predict(args):

@@ -130,6 +130,7 @@ class Table:
                                  "header")
             seen.add(name)
         self._index = {name: j for j, name in enumerate(self.names)}
+        self._converted = {}  # (name, 'numbers' or 'texts') -> (values, empty mask)
 
     @classmethod
     def from_columns(cls, data, path="table"):
@@ -194,6 +195,18 @@ class Table:
         return self._text_or_numbers(name)[0]
 
     def _text_or_numbers(self, name):
+        """(float64 values, empty mask) of column ``name``: read-only, converted once."""
+        return self._cached(name, "numbers", self._convert_numbers)
+
+    def _cached(self, name, what, convert):
+        key = (name, what)
+        if key not in self._converted:
+            values, empty = convert(name)
+            values.flags.writeable = empty.flags.writeable = False
+            self._converted[key] = values, empty
+        return self._converted[key]
+
+    def _convert_numbers(self, name):
         pa = _pyarrow()
         import pyarrow.compute as pc
 
@@ -230,7 +243,10 @@ class Table:
         return self._texts(name)[0]
 
     def _texts(self, name):
-        """(texts, empty mask) of column ``name``."""
+        """(texts, empty mask) of column ``name``: read-only, converted once."""
+        return self._cached(name, "texts", self._convert_texts)
+
+    def _convert_texts(self, name):
         pa = _pyarrow()
         import pyarrow.compute as pc
 
@@ -260,29 +276,32 @@ class Table:
         """Target column ``name``: int64 when every cell is an integer, float64 when
         every cell is a number, else str. Refuses an empty cell (``with_target``
         leaves those rows out) and an infinite number."""
-        texts, empty = self._texts(name)
+        pa = _pyarrow()
+        kind = self.column(name).type
+        number = _is_number_type(pa, kind)
+        values, empty = (self._text_or_numbers if number else self._texts)(name)
         if empty.any():
             i = int(np.argmax(empty))
             raise TableError(f"{self.path}: empty cell in row {i + 1} of the target column "
                              f"{name!r}; remove the rows without a target")
-        pa = _pyarrow()
-        kind = self.column(name).type
         if pa.types.is_integer(kind):
             return np.asarray(self.column(name).to_numpy(zero_copy_only=False), dtype=np.int64)
-        if _is_number_type(pa, kind):
-            return self.numbers(name)
+        if number:
+            return values.copy()
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            if _matches_number(pa, texts, _INTEGER).all():
-                return np.array(texts, dtype=np.int64)
-            if _matches_number(pa, texts).all():
-                return self.numbers(name)
-        return texts.astype(str)
+            if _matches_number(pa, values, _INTEGER).all():
+                return np.array(values, dtype=np.int64)
+            if _matches_number(pa, values).all():
+                return self.numbers(name).copy()
+        return values.astype(str)
 
     def with_target(self, name):
         """(the table without the rows whose ``name`` cell is empty, how many
         rows that left out)."""
         self.require([name], "the target")
-        empty = self._texts(name)[1]
+        pa = _pyarrow()
+        number = _is_number_type(pa, self.column(name).type)
+        empty = (self._text_or_numbers if number else self._texts)(name)[1]
         if not empty.any():
             return self, 0
         pa = _pyarrow()
@@ -545,21 +564,23 @@ class Preprocessing:
 
     # ------------------------------------------------------------ transform
     def transform(self, table, dtype=np.float64):
-        """The model's input matrix (``table.n_rows`` x ``n_features``, ``dtype``)
-        from ``table`` (a ``Table``, or what ``Table.from_columns`` takes): its
+        """The model's input matrix (``table.n_rows`` x ``n_features``, ``dtype``,
+        C-contiguous) from ``table`` (a ``Table``, or what ``Table.from_columns`` takes): its
         columns by name, in any order, others ignored. Warns (UserWarning) with
         the count of categories not seen in training, which encode as zeros."""
         if not isinstance(table, Table):
             table = Table.from_columns(table)
         table.require(self.names, "the model")
-        out = np.empty((table.n_rows, self.n_features), dtype=dtype)
+        # built column by column in Fortran order (each feature contiguous), then
+        # laid out by rows once, as the kernels read it
+        out = np.empty((table.n_rows, self.n_features), dtype=dtype, order="F")
         at = 0
         for column in self.columns:
             if column.kind == CATEGORICAL:
                 at = _encode_categorical(table, column, out, at)
             else:
                 at = _encode_numeric(table, column, out, at)
-        return out
+        return np.ascontiguousarray(out)
 
     # -------------------------------------------------------------- storage
     def to_extra(self):
@@ -694,9 +715,7 @@ def _encode_numeric(table, column, out, at):
                              "fill or remove the rows with missing values (the model was "
                              "trained without empty cells)")
         values = np.where(empty, column.fill, values)
-    target = out[:, at]
-    np.subtract(values, column.mean, out=target)
-    np.divide(target, column.scale, out=target)
+    out[:, at] = (values - column.mean) / column.scale  # in float64, then out's dtype
     at += 1
     if column.indicator:
         out[:, at] = empty
