@@ -57,9 +57,10 @@ Stored form
                  {"name": "city", "kind": "categorical",
                   "categories": ["", "berlin", "paris"]}]}
 
-Version 1 (fastmlp 0.2's command line: numeric features only, no empty cells,
-the scaling in the members ``extra.scale_mean``/``extra.scale_std``) is read
-as the same thing with ``impute='none'``.
+Version 1 (earlier command lines: numeric columns only, no empty cells, the
+scaling in the members ``extra.scale_mean``/``extra.scale_std``) is read as
+the same thing with ``impute='none'``. A newer version is refused with a
+message that asks for a newer fastmlp.
 """
 
 import itertools
