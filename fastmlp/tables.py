@@ -285,7 +285,7 @@ class Table:
             i = int(np.argmax(empty))
             raise TableError(f"{self.path}: empty cell in row {i + 1} of the target column "
                              f"{name!r}; remove the rows without a target")
-        if pa.types.is_integer(kind):
+        if pa.types.is_integer(kind) or pa.types.is_boolean(kind):  # booleans as 0 and 1
             return np.asarray(self.column(name).to_numpy(zero_copy_only=False), dtype=np.int64)
         if number:
             return values.copy()
@@ -369,6 +369,10 @@ def _read_csv(pa, path, gzipped):
         raise TableError(f"cannot read {path}: {_one_line(exc)}") from None
     names = [name.strip() for name in arrow.column_names]
     arrow = arrow.rename_columns(names)
+    for name, field in zip(names, arrow.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            raise TableError(f"{path} is not a CSV text file (column {name!r} is not UTF-8 "
+                             "text)")
     table = Table(arrow, path)
     if table.n_rows == 0:
         raise TableError(f"{path} has a header but no rows of data")

@@ -201,3 +201,22 @@ def test_parquet_booleans_and_nulls(tmp_path):
     X = pre.transform(read_table(path))
     np.testing.assert_array_equal(X[:, 1], [0, 1, 0, 1])  # the indicator
     np.testing.assert_array_equal(X[:, 2:], [[0, 0, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]])
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("a,b,y\n1,café,0\n3,4,1\n".encode("latin-1"))
+    with pytest.raises(TableError, match="is not a CSV text file .column 'b' is not UTF-8"):
+        read_table(path)
+
+
+def test_boolean_targets_are_0_and_1_and_empty_ones_are_left_out(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "y": [True, None, False]}), path)
+    kept, left_out = read_table(path).with_target("y")
+    assert left_out == 1 and kept.labels("y").tolist() == [1, 0]
+    with pytest.raises(TableError, match="empty cell in row 2 of the target column 'y'"):
+        read_table(path).labels("y")
