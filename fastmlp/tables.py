@@ -131,7 +131,7 @@ class Table:
                                  "header")
             seen.add(name)
         self._index = {name: j for j, name in enumerate(self.names)}
-        self._converted = {}  # (name, 'numbers' or 'texts') -> (values, empty mask)
+        self._converted = {}  # (name, 'numbers' or 'coded') -> the converted column
 
     @classmethod
     def from_columns(cls, data, path="table"):
@@ -176,17 +176,17 @@ class Table:
             return NUMERIC
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             return CATEGORICAL  # booleans, dates, ...
-        texts, empty = self._texts(name)
-        filled = ~empty
+        coded = self._coded(name)
+        filled = ~coded.empty
         if not filled.any():
             return NUMERIC
-        numbers = _matches_number(pa, texts)
+        numbers = _matches(pa, coded.vocabulary, _NUMBER)[coded.codes]
         if numbers[filled].all():
             return NUMERIC
         if numbers[filled].mean() >= 0.5:
-            i = int(np.flatnonzero(filled & ~numbers)[0])
+            i = int(np.argmax(filled & ~numbers))
             raise TableError(f"{self.path}: column {name!r} is not numeric (row {i + 1} holds "
-                             f"{str(texts[i])[:40]!r}), though most of its cells are numbers; "
+                             f"{coded.text(i)[:40]!r}), though most of its cells are numbers; "
                              "fix that cell, or leave the column out with --drop")
         return CATEGORICAL
 
@@ -202,9 +202,7 @@ class Table:
     def _cached(self, name, what, convert):
         key = (name, what)
         if key not in self._converted:
-            values, empty = convert(name)
-            values.flags.writeable = empty.flags.writeable = False
-            self._converted[key] = values, empty
+            self._converted[key] = convert(name)
         return self._converted[key]
 
     def _convert_numbers(self, name):
@@ -214,20 +212,22 @@ class Table:
         column = self.column(name)
         kind = column.type
         if pa.types.is_null(kind):
-            return np.full(self.n_rows, np.nan), np.ones(self.n_rows, dtype=bool)
-        if _is_number_type(pa, kind):
+            out = np.full(self.n_rows, np.nan)
+        elif _is_number_type(pa, kind):
             out = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False),
                              dtype=np.float64)
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            texts, empty = self._texts(name)
-            bad = ~(empty | _matches_number(pa, texts))
+            coded = self._coded(name)
+            numbers = _matches(pa, coded.vocabulary, _NUMBER)
+            bad = ~(coded.empty | numbers[coded.codes])
             if bad.any():
                 i = int(np.argmax(bad))
                 raise TableError(f"{self.path}: column {name!r} is not numeric (row {i + 1} "
-                                 f"holds {str(texts[i])[:40]!r}); encode it as numbers, or "
+                                 f"holds {coded.text(i)[:40]!r}); encode it as numbers, or "
                                  "leave it out with --drop")
-            out = np.full(self.n_rows, np.nan)
-            out[~empty] = np.array(texts[~empty], dtype=np.float64)
+            values = np.array([float(v) if ok else np.nan
+                               for v, ok in zip(coded.vocabulary, numbers)], dtype=np.float64)
+            out = values[coded.codes]
         else:
             raise TableError(f"{self.path}: column {name!r} is not numeric (its type is {kind}); "
                              "encode it as numbers, or leave it out with --drop")
@@ -236,42 +236,44 @@ class Table:
             i = int(np.argmax(np.isinf(out)))
             raise TableError(f"{self.path}: infinite value {out[i]} in row {i + 1}, column "
                              f"{name!r}")
+        out.flags.writeable = empty.flags.writeable = False
         return out, empty
 
     def texts(self, name):
         """Column ``name`` as a NumPy array of str (object), stripped, ``EMPTY``
         for an empty cell; numbers as their text (integral floats as integers)."""
-        return self._texts(name)[0]
+        coded = self._coded(name)
+        return coded.vocabulary[coded.codes]
 
-    def _texts(self, name):
-        """(texts, empty mask) of column ``name``: read-only, converted once."""
-        return self._cached(name, "texts", self._convert_texts)
+    def _coded(self, name):
+        """Column ``name`` as text, dictionary-encoded (``_Coded``), converted once."""
+        return self._cached(name, "coded", self._convert_coded)
 
-    def _convert_texts(self, name):
+    def _convert_coded(self, name):
         pa = _pyarrow()
         import pyarrow.compute as pc
 
         column = self.column(name)
         kind = column.type
         if pa.types.is_null(kind):
-            return np.full(self.n_rows, EMPTY, dtype=object), np.ones(self.n_rows, dtype=bool)
-        if pa.types.is_floating(kind):
+            return _Coded(np.zeros(self.n_rows, dtype=np.int32), [EMPTY])
+        if pa.types.is_floating(kind):  # integral values as integers: '3', not '3.0'
             values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-            empty = np.isnan(values)
-            out = np.full(self.n_rows, EMPTY, dtype=object)
-            out[~empty] = [str(int(v)) if v.is_integer() else repr(float(v))
-                           for v in values[~empty]]
-            return out, empty
+            distinct, codes = np.unique(values, return_inverse=True)  # NaN last, once
+            vocabulary = [EMPTY if np.isnan(v) else str(int(v)) if v.is_integer()
+                          else repr(float(v)) for v in distinct]
+            return _Coded(codes.astype(np.int32), vocabulary)
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             column = pc.cast(column, pa.string())  # integers, booleans (true/false), dates
         column = pc.utf8_trim_whitespace(column)
-        empty = pc.or_(pc.is_null(column),
-                       pc.is_in(pc.utf8_lower(column), value_set=pa.array(sorted(MISSING))))
-        empty = np.asarray(empty.to_numpy(zero_copy_only=False), dtype=bool)
-        out = np.asarray(pc.fill_null(column, EMPTY).to_numpy(zero_copy_only=False),
-                         dtype=object)
-        out[empty] = EMPTY
-        return out, empty
+        missing = pc.is_in(pc.utf8_lower(column), value_set=pa.array(sorted(MISSING)))
+        column = pc.if_else(missing, pa.scalar(None, pa.string()), column)
+        encoded = pc.dictionary_encode(column.combine_chunks()
+                                       if isinstance(column, pa.ChunkedArray) else column)
+        vocabulary = encoded.dictionary.to_pylist()
+        codes = pc.fill_null(encoded.indices, len(vocabulary))  # empty: one code past the end
+        return _Coded(np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int32),
+                      vocabulary + [EMPTY])
 
     def labels(self, name):
         """Target column ``name``: int64 when every cell is an integer, float64 when
@@ -280,7 +282,7 @@ class Table:
         pa = _pyarrow()
         kind = self.column(name).type
         number = _is_number_type(pa, kind)
-        values, empty = (self._text_or_numbers if number else self._texts)(name)
+        empty = self._empty(name)
         if empty.any():
             i = int(np.argmax(empty))
             raise TableError(f"{self.path}: empty cell in row {i + 1} of the target column "
@@ -288,21 +290,27 @@ class Table:
         if pa.types.is_integer(kind) or pa.types.is_boolean(kind):  # booleans as 0 and 1
             return np.asarray(self.column(name).to_numpy(zero_copy_only=False), dtype=np.int64)
         if number:
-            return values.copy()
+            return self.numbers(name).copy()
+        coded = self._coded(name)
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            if _matches_number(pa, values, _INTEGER).all():
-                return np.array(values, dtype=np.int64)
-            if _matches_number(pa, values).all():
+            if _matches(pa, coded.vocabulary, _INTEGER)[coded.codes].all():
+                return np.array(coded.vocabulary[coded.codes], dtype=np.int64)
+            if _matches(pa, coded.vocabulary, _NUMBER)[coded.codes].all():
                 return self.numbers(name).copy()
-        return values.astype(str)
+        return coded.vocabulary.astype(str)[coded.codes]
+
+    def _empty(self, name):
+        """The mask of column ``name``'s empty cells."""
+        pa = _pyarrow()
+        if _is_number_type(pa, self.column(name).type):
+            return self._text_or_numbers(name)[1]
+        return self._coded(name).empty
 
     def with_target(self, name):
         """(the table without the rows whose ``name`` cell is empty, how many
         rows that left out)."""
         self.require([name], "the target")
-        pa = _pyarrow()
-        number = _is_number_type(pa, self.column(name).type)
-        empty = (self._text_or_numbers if number else self._texts)(name)[1]
+        empty = self._empty(name)
         if not empty.any():
             return self, 0
         pa = _pyarrow()
@@ -310,15 +318,37 @@ class Table:
         return kept, int(empty.sum())
 
 
+class _Coded:
+    """A column as text, dictionary-encoded: ``codes`` (int32, one per row) index
+    ``vocabulary`` (an object array of distinct stripped texts, ``EMPTY`` among
+    them for the empty cells, which ``empty`` marks)."""
+
+    def __init__(self, codes, vocabulary):
+        self.codes = codes
+        self.vocabulary = np.array(vocabulary, dtype=object)
+        empty_codes = np.flatnonzero(self.vocabulary == EMPTY)
+        self.empty = np.isin(codes, empty_codes)
+        self.codes.flags.writeable = self.empty.flags.writeable = False
+
+    def text(self, row):
+        return str(self.vocabulary[self.codes[row]])
+
+    def present(self):
+        """The distinct texts that occur, EMPTY included if a cell is empty."""
+        counts = np.bincount(self.codes, minlength=len(self.vocabulary))
+        return set(self.vocabulary[counts > 0].tolist())
+
+
 def _is_number_type(pa, kind):
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
 
-def _matches_number(pa, texts, pattern=_NUMBER):
+def _matches(pa, texts, pattern):
+    """Boolean mask of the texts (a sequence of str) that match ``pattern``."""
     import pyarrow.compute as pc
 
-    return np.asarray(pc.match_substring_regex(pa.array(texts, type=pa.string()), pattern)
-                      .to_numpy(zero_copy_only=False), dtype=bool)
+    mask = pc.match_substring_regex(pa.array(list(texts), type=pa.string()), pattern)
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def read_table(path):
@@ -697,12 +727,12 @@ def _fit_numeric(table, name, impute, scale):
 
 
 def _fit_categorical(table, name, impute, max_categories):
-    texts, empty = table._texts(name)
-    if empty.any() and impute == "none":
-        i = int(np.argmax(empty))
+    coded = table._coded(name)
+    if coded.empty.any() and impute == "none":
+        i = int(np.argmax(coded.empty))
         raise TableError(f"{table.path}: empty cell in row {i + 1}, column {name!r}; fill or "
                          "remove the rows with missing values (or leave out --impute none)")
-    categories = sorted(set(texts.tolist()))
+    categories = sorted(coded.present())
     if len(categories) > max_categories:
         raise TableError(f"{table.path}: column {name!r} has {len(categories)} distinct values, "
                          f"more than --max-categories {max_categories}: an ID or free text, not "
@@ -729,16 +759,17 @@ def _encode_numeric(table, column, out, at):
 
 
 def _encode_categorical(table, column, out, at):
-    texts, empty = table._texts(column.name)
+    coded = table._coded(column.name)
     index = {c: j for j, c in enumerate(column.categories)}
-    codes = np.fromiter((index.get(t, -1) for t in texts), dtype=np.int64, count=len(texts))
+    lookup = np.array([index.get(v, -1) for v in coded.vocabulary.tolist()], dtype=np.int64)
+    codes = lookup[coded.codes]
     block = out[:, at:at + len(column.categories)]
     block[...] = 0.0
     seen = codes >= 0
     block[np.flatnonzero(seen), codes[seen]] = 1.0
     unseen = int((~seen).sum())
     if unseen:
-        examples = sorted(set(texts[~seen].tolist()))
+        examples = sorted(set(coded.vocabulary[coded.codes[~seen]].tolist()))
         shown = ", ".join(repr(e) for e in examples[:3]) + (", ..." if len(examples) > 3 else "")
         warnings.warn(f"{table.path}: {unseen} row{'s' if unseen > 1 else ''} of column "
                       f"{column.name!r} hold{'s' if unseen == 1 else ''} categories not seen in "
