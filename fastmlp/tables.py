@@ -28,10 +28,12 @@ Column kinds
 ------------
 A feature column is *numeric* when every non-empty cell is a number (integers,
 decimals, Parquet numbers), else *categorical*: text columns, boolean columns
-(Parquet booleans read as the text ``true``/``false``; a CSV file's cells are
-text as written, e.g. ``True``), and the integer columns named by
-``categorical``. A text column most of whose cells are numbers is refused,
-naming its first non-number: a typo, not a category.
+and the integer columns named by ``categorical``. A category is the cell's
+text with surrounding spaces removed; a boolean column's cells (Parquet
+booleans, or text cells that are all true or false in any case: ``True``,
+``FALSE``) are spelled ``false`` and ``true``; integers as written in
+decimal. A text column most of whose cells are numbers is refused, naming its
+first non-number: a typo, not a category.
 
 Encoding (output features, in the columns' order)
 -------------------------------------------------
@@ -70,7 +72,7 @@ import warnings
 import numpy as np
 
 __all__ = ["TableError", "Table", "Column", "Preprocessing", "read_table", "load_preprocessing",
-           "MISSING", "EMPTY", "MAX_CATEGORIES", "PREPROCESSING", "VERSION"]
+           "MISSING", "EMPTY", "BOOLEAN", "MAX_CATEGORIES", "PREPROCESSING", "VERSION"]
 
 #: Cells that mean "no value" in a CSV file (compared stripped, case-insensitively).
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-nan"})
@@ -82,6 +84,8 @@ MAX_CATEGORIES = 50
 PREPROCESSING = "preprocessing"
 #: The version of the stored preprocessing this module writes; it reads 1 and 2.
 VERSION = 2
+#: How the cells of a boolean column are spelled (with EMPTY) among its categories.
+BOOLEAN = frozenset({"false", "true", EMPTY})
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 IMPUTE = ("median", "none")
 SCALE = ("standard", "none")
@@ -270,10 +274,14 @@ class Table:
         column = pc.if_else(missing, pa.scalar(None, pa.string()), column)
         encoded = pc.dictionary_encode(column.combine_chunks()
                                        if isinstance(column, pa.ChunkedArray) else column)
-        vocabulary = encoded.dictionary.to_pylist()
-        codes = pc.fill_null(encoded.indices, len(vocabulary))  # empty: one code past the end
-        return _Coded(np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int32),
-                      vocabulary + [EMPTY])
+        vocabulary = encoded.dictionary.to_pylist() + [EMPTY]
+        codes = pc.fill_null(encoded.indices, len(vocabulary) - 1)  # empty: the last code
+        codes = np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int32)
+        lowered = [v.lower() for v in vocabulary]
+        if set(lowered) <= BOOLEAN:  # True, TRUE, true: one spelling, as Parquet's
+            vocabulary, remap = np.unique(lowered, return_inverse=True)
+            codes = remap.astype(np.int32)[codes]
+        return _Coded(codes, vocabulary)
 
     def labels(self, name):
         """Target column ``name``: int64 when every cell is an integer, float64 when
@@ -455,9 +463,16 @@ class Column:
       or None: empty cells are refused), ``indicator`` (bool: an added feature,
       1.0 where the cell is empty), ``mean`` and ``scale`` (floats: the feature
       is ``(x - mean) / scale``); ``categories`` is None;
-    - categorical columns: ``categories`` (list of str, in output order;
-      ``EMPTY`` ('') is the empty cell); ``fill``, ``mean``, ``scale`` are None
-      and ``indicator`` False.
+    - categorical columns: ``categories`` (list of str, sorted, in output
+      order; ``EMPTY`` ('') is the empty cell, 'false'/'true' a boolean
+      column's cells); ``fill``, ``mean``, ``scale`` are None and ``indicator``
+      False.
+
+    A raw cell x of a numeric column gives ``((fill if x is empty else x) -
+    mean) / scale`` and, if ``indicator``, then ``1.0 if x is empty else 0.0``;
+    one of a categorical column gives ``1.0`` in the feature of its category
+    (stripped text; ``EMPTY`` if empty), ``0.0`` in the others: all zeros for
+    a category not in ``categories``.
     """
 
     def __init__(self, name, kind, *, fill=None, indicator=False, mean=None, scale=None,
@@ -469,6 +484,12 @@ class Column:
         self.mean = mean
         self.scale = scale
         self.categories = categories
+
+    def __repr__(self):
+        if self.kind == CATEGORICAL:
+            return f"Column({self.name!r}, 'categorical', categories={self.categories!r})"
+        return (f"Column({self.name!r}, 'numeric', fill={self.fill!r}, "
+                f"indicator={self.indicator!r}, mean={self.mean!r}, scale={self.scale!r})")
 
     @property
     def feature_names(self):

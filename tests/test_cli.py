@@ -345,7 +345,7 @@ def test_info_lists_each_columns_encoding(churn):
     assert "columns (6) -> 15 features:" in text
     assert "  city: categorical, one-hot over '', 'berlin', 'madrid', 'oslo', 'paris', 'rome'" \
         in text
-    assert "  member: categorical, one-hot over 'False', 'True'" in text
+    assert "  member: categorical, one-hot over 'false', 'true'" in text
     incomes = np.median([float(r[1]) for r in rows if r[1] and r[-1]])
     line = next(l for l in text.splitlines() if l.startswith("  income:"))
     assert line.endswith(f"empty cells filled with {incomes:.6g}, with an empty-cell indicator")

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from customers import CATEGORICAL, CITIES, NUMERIC, customers, frame, reference_encoder, write_csv
-from fastmlp.tables import (EMPTY, Preprocessing, Table, TableError, load_preprocessing,
-                            read_table)
+from fastmlp.tables import EMPTY, Preprocessing, TableError, load_preprocessing, read_table
 
 pytest.importorskip("sklearn")
 pytest.importorskip("pandas")
@@ -45,7 +44,7 @@ def test_the_encoding_is_scikit_learns(table):
     city = pre.columns[3]
     assert city.categories == sorted(CITIES + (EMPTY,))
     assert city.categories == reference.named_transformers_["city"].categories_[0].tolist()
-    assert pre.columns[4].categories == ["False", "True"]
+    assert pre.columns[4].categories == ["false", "true"]  # True/False, one spelling
     income = [float(r[1]) for r in rows if r[1]]
     assert pre.columns[1].fill == np.median(income)
     assert pre.feature_names[:3] == ["age", "age:empty", "income"]
@@ -220,3 +219,15 @@ def test_boolean_targets_are_0_and_1_and_empty_ones_are_left_out(tmp_path):
     assert left_out == 1 and kept.labels("y").tolist() == [1, 0]
     with pytest.raises(TableError, match="empty cell in row 2 of the target column 'y'"):
         read_table(path).labels("y")
+
+
+def test_boolean_text_is_spelled_one_way(tmp_path):
+    """True/TRUE/true in a CSV file and a Parquet boolean are the same category."""
+    path = write_csv(tmp_path / "b.csv", ["flag", "y"],
+                     [["True", "0"], ["FALSE", "1"], [" true ", "0"], ["", "1"], ["false", "0"]])
+    pre = Preprocessing.fit(read_table(path), "y")
+    assert pre.columns[0].categories == ["", "false", "true"]
+    np.testing.assert_array_equal(pre.transform(read_table(path)),
+                                  [[0, 0, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    mixed = write_csv(tmp_path / "m.csv", ["flag", "y"], [["True", "0"], ["maybe", "1"]])
+    assert Preprocessing.fit(read_table(mixed), "y").columns[0].categories == ["True", "maybe"]
