@@ -375,6 +375,25 @@ def test_categorical_integers_and_id_columns(churn, tmp_path):
     ok("train", ids, "--target", "churn", "--drop", "customer", "--epochs", "2", "--hidden", "4")
 
 
+def test_tables_need_no_scikit_learn(churn, tmp_path):
+    """The encoding is fastmlp's own: train and predict run with scikit-learn
+    made unimportable."""
+    path, _, _, _ = churn
+    code = ("import sys\n"
+            "sys.modules['sklearn'] = None\n"
+            "from fastmlp.cli import main\n"
+            f"status = main(['train', {str(path / 'customers.csv')!r}, '--target', 'churn', "
+            f"'--epochs', '2', '--hidden', '4', '--out', {str(tmp_path / 'm.npz')!r}])\n"
+            f"status += main(['predict', {str(tmp_path / 'm.npz')!r}, "
+            f"{str(path / 'customers.csv')!r}, '--out', {str(tmp_path / 'p.csv')!r}])\n"
+            "sys.exit(status)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    header, rows = read_csv((tmp_path / "p.csv").read_text())
+    assert header == ["churn"] and len(rows) == 300
+
+
 def test_a_model_file_of_the_previous_format_predicts_as_it_did(tmp_path):
     """A model written by the command line before text columns and gaps (its
     preprocessing version 1, in tests/data with the probabilities it gave)."""
