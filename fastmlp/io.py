@@ -72,6 +72,11 @@ float, ``{"__dtype__": "float32"}`` a NumPy dtype or scalar type,
 ``bit_generator.state``, and ``{"__generator__": "model"}`` the model's own
 generator (``random_state`` was the Generator the model draws from).
 
+The command line keeps its preprocessing in ``extra`` under ``preprocessing``,
+a JSON value with a version of its own (documented in ``fastmlp/tables.py``):
+an older fastmlp loads the model from such a file, and only its command line
+refuses a preprocessing version it does not know.
+
 Version policy: ``version`` changes whenever a change to the members or the
 header would make an older reader misread a file or a newer reader misread an
 older file. A reader refuses versions it does not know (a newer file asks for a
