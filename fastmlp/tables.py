@@ -397,10 +397,11 @@ def _read_csv(pa, path, gzipped):
 
     convert = csv.ConvertOptions(null_values=_missing_spellings(), strings_can_be_null=True,
                                  true_values=[], false_values=[])  # booleans stay text
+    parse = csv.ParseOptions(newlines_in_values=True)  # quoted notes may span lines
     try:
         source = pa.input_stream(path, compression="gzip" if gzipped else None)
         with source:
-            arrow = csv.read_csv(source, convert_options=convert)
+            arrow = csv.read_csv(source, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
         raise _csv_error(path, gzipped, exc) from None
     except (OSError, EOFError) as exc:

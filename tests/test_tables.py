@@ -231,3 +231,17 @@ def test_boolean_text_is_spelled_one_way(tmp_path):
                                   [[0, 0, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]])
     mixed = write_csv(tmp_path / "m.csv", ["flag", "y"], [["True", "0"], ["maybe", "1"]])
     assert Preprocessing.fit(read_table(mixed), "y").columns[0].categories == ["True", "maybe"]
+
+
+def test_quoted_cells_may_span_lines_across_the_readers_blocks(tmp_path):
+    """A notes column with line breaks inside quotes, in a file large enough to
+    be parsed in several blocks: every row and cell where the file puts it."""
+    rows = [[str(i), f"note {i}\nsecond line, with a comma" if i % 3 == 0 else f"note {i}",
+             str(i % 2)] for i in range(60000)]
+    path = write_csv(tmp_path / "notes.csv", ["a", "note", "y"], rows)
+    assert path.stat().st_size > 1 << 20
+    t = read_table(path)
+    assert t.n_rows == 60000
+    np.testing.assert_array_equal(t.numbers("a"), np.arange(60000))
+    assert t.texts("note")[3] == "note 3\nsecond line, with a comma"
+    assert t.texts("note")[59997] == "note 59997\nsecond line, with a comma"
