@@ -8,19 +8,22 @@
     fastmlp bench
     fastmlp config
 
-DATA is a CSV file with a header (optionally gzipped) or, with pyarrow
-installed, a Parquet file. ``train`` uses every column but the target (and
-those named by ``--drop``) as a numeric feature, standardizes them (``--scale
-standard``, the default) and saves the model together with that preprocessing:
-the feature names and order, the scaling, the target's name (the class labels
-are the model's ``classes_``). ``predict`` picks the model's features from
-DATA by name, applies the same scaling and writes a CSV with a header. A model
-file saved from Python (``model.save``, or any older fastmlp) has no
-preprocessing: ``predict`` then takes DATA's columns in order, and there must
-be as many as the model has features.
+DATA is a CSV file with a header (optionally gzipped) or a Parquet file, read
+with pyarrow by ``fastmlp.tables``, which also holds the preprocessing:
+``train`` uses every column but the target (and those named by ``--drop``) as
+a feature; numeric columns are standardized (``--scale standard``, the
+default), text and boolean columns (and those named by ``--categorical``)
+one-hot encoded, empty numeric cells filled with the training median plus an
+indicator column (``--impute median``, the default; rows without a target are
+left out). The model file keeps that preprocessing and the target's name (the
+class labels are the model's ``classes_``), so ``predict`` takes a raw table,
+its columns by name in any order. A model file saved from Python
+(``model.save``, or any older fastmlp) has no preprocessing: ``predict`` then
+takes DATA's columns in order, and there must be as many as the model has
+features.
 
-Bad input (a missing file, a missing or non-numeric column, an empty or
-missing cell, a file that is not a model) ends the command with exit status 2
+Bad input (a missing file or column, a cell that cannot be encoded, a file
+that is not a model) ends the command with exit status 2
 and one line on stderr; a training run that overflows ends with status 1.
 Everything heavy (numba, matplotlib, tqdm, pyarrow, scikit-learn) is imported
 only by the commands that use it.
@@ -32,14 +35,12 @@ import sys
 
 import numpy as np  # imported by the fastmlp package anyway
 
+from .tables import MAX_CATEGORIES, Preprocessing, TableError, read_table
+
 __all__ = ["main", "CommandError"]
 
 #: Exit status of bad input (argparse's status for bad options, too).
 BAD_INPUT = 2
-#: The key under which a model file keeps the command line's preprocessing.
-PREPROCESSING = "preprocessing"
-#: Cells that mean "no value" in a CSV file (compared case-insensitively, stripped).
-MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-nan"})
 
 
 class CommandError(Exception):
@@ -47,321 +48,37 @@ class CommandError(Exception):
     the command exits with status 2."""
 
 
-# ====================================================================== tables
-class Table:
-    """The columns of a DATA file by name: ``names`` in file order and ``rows``.
-
-    A column is read as numbers (``numbers``) or as labels (``labels``) only
-    when a command needs it, so that columns a command ignores may hold
-    anything."""
-
-    def __init__(self, path, names, rows):
-        self.path = path
-        self.names = names
-        self.rows = rows
-        self._index = {name: j for j, name in enumerate(names)}
-
-    def require(self, names, what="DATA"):
-        """Refuse with the list of ``names`` that DATA lacks."""
-        missing = [n for n in names if n not in self._index]
-        if missing:
-            shown = ", ".join(repr(n) for n in missing[:8])
-            more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-            raise CommandError(f"{self.path} lacks {len(missing)} column"
-                               f"{'s' if len(missing) > 1 else ''} {what} needs: {shown}{more}")
-
-    def matrix(self, names):
-        """The columns ``names`` as one float64 array (rows x columns)."""
-        self.require(names, "the model")
-        out = np.empty((self.rows, len(names)), dtype=np.float64)
-        for j, name in enumerate(names):
-            out[:, j] = self.numbers(name)
-        return out
-
-
-class CsvTable(Table):
-    """A CSV file with a header, read with the csv module; cells stay text until
-    a command asks for a column."""
-
-    def __init__(self, path, text):
-        import csv
-
-        reader = csv.reader(text)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise CommandError(f"{path} is empty: a CSV file with a header row is "
-                               "needed") from None
-        except csv.Error as exc:
-            raise CommandError(f"{path} is not a readable CSV file ({exc})") from None
-        header = [name.strip() for name in header]
-        cells = []
-        try:
-            for line in reader:
-                if not line:  # a blank line
-                    continue
-                if len(line) != len(header):
-                    raise CommandError(
-                        f"{path}: row {len(cells) + 1} (line {reader.line_num}) has "
-                        f"{len(line)} cells, the header has {len(header)} columns")
-                cells.append(line)
-        except csv.Error as exc:
-            raise CommandError(f"{path}: malformed CSV at line {reader.line_num} "
-                               f"({exc})") from None
-        _check_header(path, header)
-        if not cells:
-            raise CommandError(f"{path} has a header but no rows of data")
-        super().__init__(path, header, len(cells))
-        self._cells = cells
-
-    def _column(self, name):
-        j = self._index[name]
-        return [row[j] for row in self._cells]
-
-    def numbers(self, name):
-        """Column ``name`` as float64; refuses an empty, missing, non-numeric or
-        infinite cell, naming its row and the column."""
-        values = self._column(name)
-        try:
-            out = np.array(values, dtype=np.float64)
-        except ValueError:
-            out = None
-        if out is not None and np.isfinite(out).all():
-            return out
-        for i, text in enumerate(values):  # find the first bad cell and say what it is
-            cell = text.strip()
-            if cell.lower() in MISSING:
-                raise CommandError(f"{self.path}: {_empty(cell)} cell in row {i + 1}, column "
-                                   f"{name!r}; fill or remove the rows with missing values")
-            try:
-                value = float(cell)
-            except ValueError:
-                raise CommandError(f"{self.path}: column {name!r} is not numeric (row "
-                                   f"{i + 1} holds {cell[:40]!r}); encode it as numbers, or "
-                                   "leave it out with --drop") from None
-            if not np.isfinite(value):
-                raise CommandError(f"{self.path}: infinite value {cell!r} in row {i + 1}, "
-                                   f"column {name!r}")
-        raise AssertionError("unreachable: some cell failed to convert")  # pragma: no cover
-
-    def labels(self, name):
-        """Column ``name`` as labels: int64 when every cell is an integer,
-        float64 when every cell is a number, else strings. Refuses a missing cell."""
-        values = [v.strip() for v in self._column(name)]
-        for i, cell in enumerate(values):
-            if cell.lower() in MISSING:
-                raise CommandError(f"{self.path}: {_empty(cell)} cell in row {i + 1} of the "
-                                   f"target column {name!r}; remove the rows without a target")
-        for kind in (int, float):
-            try:
-                numbers = [kind(v) for v in values]
-            except ValueError:
-                continue
-            array = np.array(numbers, dtype=np.int64 if kind is int else np.float64)
-            if kind is float and not np.isfinite(array).all():
-                i = int(np.argmin(np.isfinite(array)))
-                raise CommandError(f"{self.path}: infinite value {values[i]!r} in row {i + 1} "
-                                   f"of the target column {name!r}")
-            return array
-        return np.array(values, dtype=str)
-
-
-class ParquetTable(Table):
-    """A Parquet file, read with pyarrow."""
-
-    def __init__(self, path):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise CommandError(f"{path} is a Parquet file, and reading Parquet needs pyarrow: "
-                               "pip install 'fastmlp[parquet]' (or pip install pyarrow)") from None
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises its own error classes for bad files
-            raise CommandError(f"{path} is not a readable Parquet file "
-                               f"({_one_line(exc)})") from None
-        names = [str(n) for n in table.column_names]
-        _check_header(path, names)
-        if table.num_rows == 0:
-            raise CommandError(f"{path} has columns but no rows of data")
-        super().__init__(path, names, table.num_rows)
-        self._table = table
-
-    def _column(self, name):
-        return self._table.column(self._index[name])
-
-    def _first_null(self, column, name, what):
-        import pyarrow.compute as pc
-
-        if column.null_count:
-            i = int(pc.index(pc.is_null(column), True).as_py())
-            raise CommandError(f"{self.path}: empty cell in row {i + 1}, {what} {name!r}; "
-                               "fill or remove the rows with missing values")
-
-    def numbers(self, name):
-        import pyarrow as pa
-
-        column = self._column(name)
-        kind = column.type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
-                or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)):
-            raise CommandError(f"{self.path}: column {name!r} is not numeric (its type is "
-                               f"{kind}); encode it as numbers, or leave it out with --drop")
-        self._first_null(column, name, "column")
-        out = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-        if not np.isfinite(out).all():
-            i = int(np.argmin(np.isfinite(out)))
-            raise CommandError(f"{self.path}: non-finite value {out[i]} in row {i + 1}, "
-                               f"column {name!r}")
-        return out
-
-    def labels(self, name):
-        import pyarrow as pa
-
-        column = self._column(name)
-        self._first_null(column, name, "of the target column")
-        kind = column.type
-        if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-            return np.asarray(column.to_numpy(zero_copy_only=False)).astype(np.int64)
-        if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-            return self.numbers(name)
-        return np.array([str(v) for v in column.to_pylist()], dtype=str)
-
-
-def _empty(cell):
-    return "empty" if not cell else f"missing ({cell!r})"
-
-
-def _check_header(path, names):
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise CommandError(f"{path}: the column name {name!r} appears twice in the header")
-        seen.add(name)
-
-
-def read_table(path):
-    """The ``Table`` of the DATA file ``path``: Parquet (by its magic bytes),
-    gzipped CSV (by its magic bytes) or CSV."""
-    import gzip
-    import io
-
-    if not os.path.exists(path):
-        raise CommandError(f"DATA file {path} does not exist")
-    if os.path.isdir(path):
-        raise CommandError(f"DATA {path} is a directory, not a file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    if not head:
-        raise CommandError(f"{path} is empty: a CSV file with a header row is needed")
-    if head == b"PAR1":
-        return ParquetTable(path)
-    if head.startswith(b"PK"):
-        raise CommandError(f"{path} is a zip archive (a model file?), not a CSV or Parquet "
-                           "table")
-    opener = gzip.open if head.startswith(b"\x1f\x8b") else open
-    try:
-        with opener(path, "rb") as raw:
-            data = raw.read()
-    except (OSError, EOFError) as exc:
-        raise CommandError(f"cannot read {path}: {_one_line(exc)}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise CommandError(f"{path} is not a CSV text file (it is not UTF-8 text)") from None
-    if not text.strip():
-        raise CommandError(f"{path} is empty: a CSV file with a header row is needed")
-    return CsvTable(path, io.StringIO(text, newline=""))
-
-
-# ============================================================= preprocessing
-class Preprocessing:
-    """What a model file needs to predict from a raw table: the feature columns
-    by name and in order, their scaling ('standard': ``(x - mean) / std`` with
-    training statistics; 'none') and the target column's name."""
-
-    def __init__(self, features, target, scale, mean=None, std=None):
-        self.features = list(features)
-        self.target = target
-        self.scale = scale
-        self.mean = mean
-        self.std = std
-
-    @classmethod
-    def fit(cls, X, features, target, scale):
-        """The preprocessing of the training features X."""
-        if scale == "none":
-            return cls(features, target, scale)
-        mean = X.mean(axis=0)
-        std = X.std(axis=0)
-        std[std == 0] = 1.0  # a constant column is only centred
-        return cls(features, target, scale, mean, std)
-
-    def transform(self, X):
-        return X if self.scale == "none" else (X - self.mean) / self.std
-
-    def extra(self):
-        """The ``extra`` entries of the model file."""
-        out = {PREPROCESSING: {"version": 1, "features": self.features, "target": self.target,
-                               "scale": self.scale}}
-        if self.scale == "standard":
-            out["scale_mean"] = self.mean
-            out["scale_std"] = self.std
-        return out
-
-    @classmethod
-    def from_extra(cls, extra, n_features, path):
-        """The preprocessing kept in a model file, None for a file without, or a
-        CommandError for one that does not fit the model."""
-        info = extra.get(PREPROCESSING)
-        if info is None:
-            return None
-        bad = CommandError(f"{path}: the model file's preprocessing is damaged")
-        if not isinstance(info, dict) or info.get("version") != 1:
-            raise bad
-        features, scale = info.get("features"), info.get("scale")
-        if (not isinstance(features, list) or len(features) != n_features
-                or not all(isinstance(f, str) for f in features)
-                or scale not in ("standard", "none")):
-            raise bad
-        mean = std = None
-        if scale == "standard":
-            mean, std = extra.get("scale_mean"), extra.get("scale_std")
-            for a in (mean, std):
-                if not isinstance(a, np.ndarray) or a.shape != (n_features,):
-                    raise bad
-            mean, std = mean.astype(np.float64), std.astype(np.float64)
-        return cls(features, info.get("target"), scale, mean, std)
-
-
 # ==================================================================== commands
 def _training_data(args):
-    """(X, y, feature names, Preprocessing) of DATA for train and doctor."""
+    """(X, y, Preprocessing, rows left out for an empty target) of DATA for
+    train and doctor."""
     table = read_table(args.data)
     if args.target not in table.names:
         raise CommandError(f"{args.data} has no column {args.target!r} to use as the target "
                            f"(its columns: {_listing(table.names)})")
-    drop = set(args.drop)
-    unknown = [name for name in args.drop if name not in table.names]
-    if unknown:
-        raise CommandError(f"--drop names columns {args.data} does not have: "
-                           f"{', '.join(repr(n) for n in unknown)}")
-    features = [n for n in table.names if n != args.target and n not in drop]
-    if not features:
-        raise CommandError(f"{args.data} has no feature columns besides the target "
-                           f"{args.target!r}")
-    for name in features:
-        if not name:
-            raise CommandError(f"{args.data}: column {table.names.index(name) + 1} has no name in "
-                               "the header (an index written by pandas? write the file with "
-                               "index=False)")
-    X = table.matrix(features)
+    left_out = 0
+    if args.impute != "none":
+        table, left_out = table.with_target(args.target)
+        if table.n_rows == 0:
+            raise CommandError(f"{args.data}: every row's target {args.target!r} is empty")
+    pre = Preprocessing.fit(table, args.target, drop=args.drop, categorical=args.categorical,
+                            max_categories=args.max_categories, impute=args.impute,
+                            scale=args.scale)
     y = table.labels(args.target)
-    pre = Preprocessing.fit(X, features, args.target, args.scale)
-    return pre.transform(X), y, features, pre
+    return pre.transform(table, dtype=args.dtype), y, pre, left_out
+
+
+def _encoding_summary(pre):
+    """One line on what was encoded and imputed, or None when nothing was."""
+    parts = []
+    text = [c for c in pre.columns if c.kind == "categorical"]
+    gaps = [c for c in pre.columns if c.indicator]
+    if text:
+        parts.append(f"one-hot: {', '.join(f'{c.name} ({len(c.categories)})' for c in text)}")
+    if gaps:
+        parts.append(f"empty cells filled with the median, plus an indicator: "
+                     f"{', '.join(c.name for c in gaps)}")
+    return "; ".join(parts) or None
 
 
 def _model(args):
@@ -388,9 +105,15 @@ def cmd_train(args):
             raise CommandError("--plot draws the loss per epoch, which only the sgd and adam "
                                "solvers record (not lbfgs)")
     model = _model(args)
-    X, y, features, pre = _training_data(args)
+    X, y, pre, left_out = _training_data(args)
     print(f"fastmlp train: {X.shape[0]} rows, {X.shape[1]} features, target "
           f"{args.target!r}, scaling: {args.scale}", flush=True)
+    if left_out:
+        print(f"note: {left_out} row{'s' if left_out > 1 else ''} with an empty target "
+              f"{args.target!r} left out of training", flush=True)
+    summary = _encoding_summary(pre)
+    if summary:
+        print(f"encoding: {summary}", flush=True)
     t0 = time.perf_counter()
     with progress.options(stream=sys.stderr, lines=11, slow_prepare=1.0):
         model.fit(X, y)
@@ -413,7 +136,7 @@ def cmd_train(args):
     print(f"{score_name} on all {X.shape[0]} rows of {args.data}: {model.score(X, y):.4f}")
     if args.out:
         try:
-            save(model, args.out, extra=pre.extra())
+            save(model, args.out, extra=pre.to_extra())
         except OSError as exc:
             raise CommandError(f"cannot write the model file {args.out}: "
                                f"{exc.strerror or exc}") from None
@@ -444,16 +167,17 @@ def _load_model(path):
 
 
 def _features_of(table, model, pre, model_path):
-    """The model's input matrix from ``table``: its features by name (with the
-    scaling), or for a file without preprocessing every column in order."""
+    """The model's input matrix from ``table``: its columns by name, encoded as
+    in training, or for a file without preprocessing every column in order."""
+    dtype = model._net.dtype  # what the kernels take: no second copy
     if pre is not None:
-        return pre.transform(table.matrix(pre.features))
+        return pre.transform(table, dtype=dtype)
     if len(table.names) != model.n_features_in_:
         raise CommandError(f"{model_path} keeps no feature names (it was saved without the "
                            f"command line's preprocessing), so the columns of {table.path} are "
                            f"used in order: the model needs {model.n_features_in_}, the file "
                            f"has {len(table.names)}")
-    return table.matrix(table.names)
+    return Preprocessing.passthrough(table.names).transform(table, dtype=dtype)
 
 
 def cmd_predict(args):
@@ -511,8 +235,7 @@ def cmd_info(args):
     if pre is None:
         print("preprocessing: none kept (predict takes DATA's columns in order)")
     else:
-        print(f"preprocessing: scaling {pre.scale}; target column {pre.target!r}")
-        print(f"features ({len(pre.features)}): {_listing(pre.features, 12)}")
+        print("\n".join(pre.describe()))
 
 
 def cmd_doctor(args):
@@ -526,14 +249,16 @@ def cmd_doctor(args):
         table = read_table(args.data)
         if pre.target not in table.names:
             raise CommandError(f"{args.data} has no column {pre.target!r} (the model's target)")
+        if pre.impute != "none":
+            table, _ = table.with_target(pre.target)
         X = _features_of(table, model, pre, args.model)
         y = table.labels(pre.target)
-        features = pre.features
     else:
         model = _model(args)
         model.verbose = False
-        X, y, features, _ = _training_data(args)
-    print(diagnose(model, X, y, feature_names=features, probe_epochs=args.probe_epochs))
+        X, y, pre, _ = _training_data(args)
+    print(diagnose(model, X, y, feature_names=pre.feature_names,
+                   probe_epochs=args.probe_epochs))
 
 
 def cmd_demo(args):
@@ -568,6 +293,16 @@ def _hidden(text):
     return widths
 
 
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _names(text):
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -593,7 +328,17 @@ def _model_options(parser, target_required=True):
     parser.add_argument("--patience", type=int, default=10,
                         help="epochs without improvement before stopping (default 10)")
     parser.add_argument("--scale", choices=("standard", "none"), default="standard",
-                        help="standard: every feature to mean 0, std 1 (default)")
+                        help="standard: every numeric feature to mean 0, std 1 (default)")
+    parser.add_argument("--impute", choices=("median", "none"), default="median",
+                        help="median: fill an empty numeric cell with the column's median and "
+                             "add a 0/1 indicator column, and leave out rows without a target "
+                             "(default); none: refuse empty cells")
+    parser.add_argument("--categorical", type=_names, default=[], metavar="COL,...",
+                        help="integer columns to one-hot encode as categories (text and "
+                             "boolean columns always are)")
+    parser.add_argument("--max-categories", type=_positive, default=MAX_CATEGORIES,
+                        metavar="N", help="refuse a text column with more distinct values "
+                                          f"(an ID; default {MAX_CATEGORIES})")
     parser.add_argument("--validation", type=float, default=0.1,
                         help="fraction held out for early stopping (default 0.1; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -683,8 +428,8 @@ def main(argv=None):
     warnings.showwarning = one_line_warning
     try:
         args.run(args)
-    except CommandError as exc:
-        return _fail(str(exc))
+    except (CommandError, TableError) as exc:
+        return _fail(_one_line(exc))
     except BrokenPipeError:  # the reader of stdout went away (| head)
         sys.stderr.close()
         return 0

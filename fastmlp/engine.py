@@ -16,7 +16,8 @@ The rules are scikit-learn's ``MLPClassifier``'s:
   ``n_iter_no_change`` epochs in a row count, unless the 'adaptive' schedule
   divides the learning rate by 5 instead (while it is above 1e-6);
 - with a validation set the weights of the best-scoring epoch are restored
-  at the end of ``fit``;
+  at the end of ``fit``; a model may also end such a ``fit`` there when an
+  epoch overflows (``_diverged``), instead of raising ``DivergenceError``;
 - 'invscaling' sets the rate to ``lr / (t + 1) ** power_t`` after each
   epoch, t being the samples seen so far;
 - the loss of an epoch is the mean over its batches of each batch's loss
@@ -324,7 +325,12 @@ class Engine:
                     net.state2, net.step, net.sizes, act, output, solver, self._lr.value,
                     s.momentum, s.nesterov, s.beta1, s.beta2, s.epsilon, s.alpha, batch, work)
                 if done < data.n:
-                    raise DivergenceError(self._divergence_message(data, order, done, s))
+                    message = self._divergence_message(data, order, done, s)
+                    if validation is None or incremental or not self._diverged(message):
+                        raise DivergenceError(message)
+                    self._record_diverged_epoch(t0, s)
+                    stopped = True
+                    break
                 net.step = step
                 if preparing:
                     self._report("prepared", seconds=time.perf_counter() - t0)
@@ -359,6 +365,19 @@ class Engine:
                     self._not_converged(s)
         return stopped
 
+    def _record_diverged_epoch(self, t0, s):
+        """The epoch that overflowed, in the records of a run that stops there
+        and keeps its best validation epoch: a NaN loss and a NaN score (the
+        kernel has put the weights and the optimiser state back as they were
+        before it; ``_train`` then restores the best epoch's weights)."""
+        nan = float("nan")
+        self.n_iter_ += 1
+        self.loss_ = np.float64(nan)
+        self.loss_curve_.append(self.loss_)
+        self.validation_scores_.append(nan)
+        self._report("epoch", epoch=self.n_iter_, loss=self.loss_, score=nan,
+                     seconds=time.perf_counter() - t0, max_iter=s.max_iter)
+
     def _update_no_improvement(self, loss, score, tol):
         if score is not None:
             if score < self.best_validation_score_ + tol:
@@ -390,6 +409,13 @@ class Engine:
 
     def _not_converged(self, s):
         """Training used every epoch without the stopping rule firing."""
+
+    def _diverged(self, message):
+        """An epoch of a ``fit`` with a validation set overflowed (``message``
+        says where): return True to stop there, record the epoch with a NaN
+        loss and score, and keep the best validation epoch's weights; False to
+        raise ``DivergenceError``."""
+        return False
 
     def _interrupted(self):
         """Ctrl-C between two epochs: return True to end training there and

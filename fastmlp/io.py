@@ -72,6 +72,11 @@ float, ``{"__dtype__": "float32"}`` a NumPy dtype or scalar type,
 ``bit_generator.state``, and ``{"__generator__": "model"}`` the model's own
 generator (``random_state`` was the Generator the model draws from).
 
+The command line keeps its preprocessing in ``extra`` under ``preprocessing``,
+a JSON value with a version of its own (documented in ``fastmlp/tables.py``):
+an older fastmlp loads the model from such a file, and only its command line
+refuses a preprocessing version it does not know.
+
 Version policy: ``version`` changes whenever a change to the members or the
 header would make an older reader misread a file or a newer reader misread an
 older file. A reader refuses versions it does not know (a newer file asks for a
@@ -88,7 +93,9 @@ mixed Python objects as ``classes_``); ``OSError`` from the file system.
 ``load``: ``FileNotFoundError`` for a missing file; ``ModelFileError`` (a
 ``ValueError``) naming the problem for anything that is not an intact fastmlp
 model file of a known version: a non-zip file, a truncated or corrupted file,
-a foreign ``.npz``, a file with a pickled object array, a newer version.
+a foreign ``.npz``, a file with a pickled object array, a newer version, or
+weights or optimiser state (``params``, ``state1``, ``state2``) holding NaN or
+inf (the error names the member).
 """
 
 import json
@@ -119,6 +126,9 @@ _EXTRA = "extra."
 #: Members a version 2 file may hold (besides extras).
 _MEMBERS = ("params", "sizes", "state1", "state2", "loss_curve", "validation_scores",
             "classes")
+#: Members that must hold only finite numbers: the weights and the optimiser state.
+_FINITE = {"params": "the weights and biases", "state1": "the optimiser's first state",
+           "state2": "the optimiser's second state"}
 
 
 class ModelFileError(ValueError):
@@ -315,6 +325,7 @@ def load(path, cls, *, extra=False):
     extras.update({name: _decode(value, path) for name, value in encoded.items()})
     values, arrays = (_from_version_1 if header["version"] == 1 else _from_version_2)(
         header, arrays, path)
+    _check_finite(arrays, path)
     try:
         model = cls._from_state(values, arrays)
     except (ValueError, TypeError, KeyError) as exc:
@@ -324,6 +335,23 @@ def load(path, cls, *, extra=False):
 
 def _fail(path, message):
     return ModelFileError(f"{path!r}: {message}")
+
+
+def _check_finite(arrays, path):
+    """Refuse weights or optimiser state that hold NaN or inf: training never
+    leaves them so (it stops and puts the weights back), so such a file was
+    edited or damaged consistently, and every prediction would be NaN."""
+    for name, what in _FINITE.items():
+        arr = arrays.get(name)
+        if arr is None or arr.dtype.kind != "f":  # absent, or refused by the model's checks
+            continue
+        finite = np.isfinite(arr)
+        if not finite.all():
+            at = int(np.argmin(finite.ravel()))
+            raise _fail(path, f"member {name!r} ({what}) holds {arr.size - int(finite.sum())} "
+                              f"non-finite value(s), the first {arr.ravel()[at]} at index {at}; "
+                              "the model cannot predict. Retrain it, or restore the file from "
+                              "a copy")
 
 
 def _read(path):

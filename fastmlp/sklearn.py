@@ -12,9 +12,13 @@ differences that change no result beyond rounding: the loss is computed from
 the logits (log-sum-exp, softplus) instead of from probabilities clipped at
 the dtype's epsilon, so ``loss_curve_`` can differ where a sample's predicted
 probability of its class is below 1e-16 (float64); a training run that
-overflows stops with ``fastmlp.DivergenceError`` (a ``ValueError``) keeping
-finite weights, where scikit-learn finishes with NaN weights and then raises a
-``ValueError``; and negative sample weights are refused.
+overflows stops with ``fastmlp.DivergenceError`` (a ``ValueError`` whose
+message starts with scikit-learn's) keeping finite weights, where scikit-learn
+finishes with NaN weights and then raises a ``ValueError`` (with
+``early_stopping=True`` both keep the best validation epoch's weights and
+record the overflowing epoch's validation score as NaN; fastmlp stops there
+with a ``ConvergenceWarning``, scikit-learn runs on); and negative sample
+weights are refused.
 
 Extra parameters (after scikit-learn's):
 
@@ -50,6 +54,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .engine import Data, Engine, Settings
+from .errors import DivergenceError
 from .kernels import ACTIVATIONS, BACKENDS, OUTPUTS
 from .kernels.api import as_input
 from .network import STOCHASTIC
@@ -109,13 +114,16 @@ class _BaseMLP(Engine, BaseEstimator):
         elif not incremental:
             self._net.reset_optimizer(self.solver)
         dtype = self._net.dtype
-        if self.solver == "lbfgs":
-            s = self._settings(X.shape[0], y.shape[1])
-            result = self._train_lbfgs(self._data(X, y, sample_weight, dtype), s,
-                                       iprint=1 if self.verbose else -1)
-            self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
-        else:
-            self._fit_stochastic(X, y, sample_weight, dtype, incremental)
+        try:
+            if self.solver == "lbfgs":
+                s = self._settings(X.shape[0], y.shape[1])
+                result = self._train_lbfgs(self._data(X, y, sample_weight, dtype), s,
+                                           iprint=1 if self.verbose else -1)
+                self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+            else:
+                self._fit_stochastic(X, y, sample_weight, dtype, incremental)
+        except DivergenceError as exc:  # scikit-learn's words first, then where and why
+            raise DivergenceError(f"{_NON_FINITE} {exc}") from None
         return self
 
     def _fit_stochastic(self, X, y, sample_weight, dtype, incremental):
@@ -221,6 +229,13 @@ class _BaseMLP(Engine, BaseEstimator):
 
     def _interrupted(self):
         warnings.warn("Training interrupted by user.")
+        return True
+
+    def _diverged(self, message):
+        # scikit-learn lets such a run finish on the best validation epoch's weights
+        warnings.warn(f"{message} Training stopped there (that epoch's validation score is "
+                      "NaN), and the weights of the best validation epoch were restored.",
+                      ConvergenceWarning)
         return True
 
     # ------------------------------------------------------------- predict
@@ -457,6 +472,9 @@ def _unchanged_on_error(estimator):
         raise
 
 
+#: scikit-learn's message for a run that ends with non-finite weights.
+_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
+               "values and need to be preprocessed.")
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUT_ACTIVATIONS = {"softmax": "softmax", "logistic": "logistic", "squared": "identity",
                     "poisson": "exp"}

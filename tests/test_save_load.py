@@ -563,6 +563,25 @@ def test_a_consistent_edit_is_a_valid_model(tmp_path, good_file):
     np.testing.assert_array_equal(edited._net.params, good_file[1]._net.params + np.float32(1))
 
 
+@pytest.mark.parametrize("member", ["params", "state1", "state2"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_or_optimiser_state_are_refused(tmp_path, good_file, member, value):
+    """A consistent edit (the zip's checksums are right) that puts NaN or inf in
+    the weights or the Adam moments is refused at load, naming the member."""
+    header, members = _members(good_file[0])
+    edited = members[member].copy()
+    edited[3] = value
+    members[member] = edited
+    path = _write(tmp_path / "nonfinite.npz", header, members)
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None  # an intact archive: only the values are wrong
+    with pytest.raises(ModelFileError) as info:
+        load(path)
+    message = str(info.value)
+    assert f"member {member!r}" in message and "at index 3" in message
+    assert str(np.float32(value)) in message and str(path) in message
+
+
 def test_missing_and_extra_members_are_refused(tmp_path, good_file):
     header, members = _members(good_file[0])
     del members["state1"]

@@ -402,6 +402,65 @@ def test_divergence_is_a_value_error_and_leaves_finite_weights():
     assert all(np.isfinite(W).all() for W in model.coefs_ + model.intercepts_)
 
 
+def test_divergence_message_starts_with_sklearns():
+    """scikit-learn's test_nonfinite_params: its words first, fastmlp's detail after."""
+    rng = np.random.RandomState(0)
+    X_huge = np.finfo(np.float64).max * rng.uniform(size=(10, 2))
+    y = rng.standard_normal(size=10)
+    for solver in ("adam", "sgd"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with pytest.raises(ValueError) as info:
+                MLPRegressor(solver=solver).fit(X_huge, y)
+        message = str(info.value)
+        assert message.startswith("Solver produced non-finite parameter weights. The input "
+                                  "data may contain large values and need to be preprocessed. ")
+        assert isinstance(info.value, DivergenceError)
+        assert "scale the inputs" in message or "scaled inputs" in message
+
+
+def _diverging(max_iter):
+    """scikit-learn's test_mlp_diverging_loss: identity units and a learning rate
+    of 1 on iris overflow after a few epochs."""
+    from sklearn.datasets import load_iris
+
+    X_iris, y_iris = load_iris(return_X_y=True)
+    model = MLPRegressor(hidden_layer_sizes=100, activation="identity", solver="sgd",
+                         learning_rate_init=1, max_iter=max_iter, early_stopping=True,
+                         n_iter_no_change=10, random_state=0)
+    return model, X_iris, y_iris
+
+
+def test_divergence_with_early_stopping_keeps_the_best_epoch():
+    model, X_iris, y_iris = _diverging(20)
+    with pytest.warns(ConvergenceWarning, match="diverged in epoch") as record:
+        model.fit(X_iris, y_iris)
+    scores = model.validation_scores_
+    overflowed = model.n_iter_
+    assert len(record) == 1 and f"epoch {overflowed}" in str(record[0].message)
+    assert 1 < overflowed < 20  # it stopped at the overflow, before max_iter
+    assert len(scores) == len(model.loss_curve_) == overflowed
+    assert isinstance(scores[-1], float) and np.isnan(scores[-1]) and np.isnan(model.loss_)
+    assert np.isfinite(model.loss_curve_[:-1]).all() and np.isfinite(scores[0])
+    best = int(np.nanargmax(scores))  # (an epoch before may score NaN: outputs overflow)
+    assert model.best_validation_score_ == scores[best]
+    # the weights are those of a run that ends at the best epoch (same draws)
+    shorter, _, _ = _diverging(best + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        shorter.fit(X_iris, y_iris)
+    for ours, expected in zip(model.coefs_ + model.intercepts_,
+                              shorter.coefs_ + shorter.intercepts_):
+        np.testing.assert_array_equal(ours, expected)
+    assert np.isfinite(model._net.state1).all()  # the optimiser state too (SGD's velocity)
+    assert np.isfinite(model.predict(X_iris)).all()
+    # without a validation set to fall back on, the same run is an error
+    model.set_params(early_stopping=False)
+    with pytest.raises(DivergenceError, match="Solver produced non-finite parameter weights"):
+        model.fit(X_iris, y_iris)
+    assert all(np.isfinite(W).all() for W in model.coefs_ + model.intercepts_)
+
+
 def test_negative_poisson_targets_are_refused():
     with pytest.raises(ValueError, match="negative"):
         MLPRegressor(loss="poisson").fit(X, TARGETS["regression"])
