@@ -132,7 +132,6 @@ class Settings:
 #: (backend, epoch kernel, kind of X) already compiled or loaded in this process.
 _PREPARED = set()
 
-#: Epoch kernels that call no BLAS (``api.epoch_path``): no BLAS thread cap to set.
 def _prepared_key(kern, X, path):
     """What numba compiles the epoch kernel ``path`` for: the backend, and X's
     dtypes and whether it is dense (the kernels take every X read-only:
