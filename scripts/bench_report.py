@@ -33,9 +33,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RESULTS = os.path.join(ROOT, "asv_bench", "results")
 DEFAULT_PNG = os.path.join("docs", "benchmarks.png")
 
-WORKLOAD_ORDER = ["seed-ionosphere", "seed-pulsar", "digits", "mnist-shape", "wide"]
+WORKLOAD_ORDER = ["seed-ionosphere", "seed-pulsar", "digits", "mid", "mnist-shape", "wide"]
 DTYPES = ["float32", "float64"]
-PEERS = [("sklearn", "vs sklearn"), ("torch", "vs torch"), ("fastmlp-numpy", "vs fastmlp-numpy")]
+PEERS = [("sklearn", "vs sklearn"), ("torch", "vs torch"), ("jax", "vs jax"),
+         ("fastmlp-numpy", "vs fastmlp-numpy")]
 SUITES = ("training.", "floor.", "predict.", "startup.", "memory.")
 
 
@@ -187,7 +188,7 @@ def training_rows(table):
     for workload in WORKLOAD_ORDER:
         for dtype in DTYPES:
             t = {s: lookup(table, epoch, (workload, dtype, s))
-                 for s in ("fastmlp-numba", "fastmlp-numpy", "sklearn", "torch")}
+                 for s in ("fastmlp-numba", "fastmlp-numpy", "sklearn", "torch", "jax")}
             fl = lookup(table, floor, (workload, dtype))
             kern = lookup(table, kernel, (workload, dtype, "numba"))
             if all(v is None for v in t.values()) and fl is None:
@@ -206,7 +207,8 @@ def print_training(rows):
           "faster). Floor = the epoch's matrix products alone (same BLAS). "
           "partial_fit/kernel = `MLP.partial_fit` over the public `train_epoch` kernel "
           "on pre-validated arrays.\n")
-    head = ["workload", "dtype", "fastmlp-numba", "vs sklearn", "vs torch", "vs fastmlp-numpy",
+    head = ["workload", "dtype", "fastmlp-numba", "vs sklearn", "vs torch", "vs jax",
+            "vs fastmlp-numpy",
             "GEMM floor", "epoch / floor", "partial_fit / kernel"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -217,7 +219,7 @@ def print_training(rows):
         print("| " + " | ".join(cells) + " |")
     print()
     print("Epoch times of every system:\n")
-    systems = ["fastmlp-numba", "fastmlp-numpy", "sklearn", "torch"]
+    systems = ["fastmlp-numba", "fastmlp-numpy", "sklearn", "torch", "jax"]
     print("| workload | dtype | " + " | ".join(systems) + " | GEMM floor |")
     print("|" + "---|" * (len(systems) + 3))
     for r in rows:

@@ -38,7 +38,7 @@ WORKLOADS = {
 SMALL_WORKLOADS = ["seed-ionosphere", "seed-pulsar", "digits", "mid"]
 LARGE_WORKLOADS = ["mnist-shape", "wide"]
 
-SYSTEMS = ["fastmlp-numba", "fastmlp-numpy", "sklearn", "torch"]
+SYSTEMS = ["fastmlp-numba", "fastmlp-numpy", "sklearn", "torch", "jax"]
 BACKENDS = ["numba", "numpy"]
 DTYPES = ["float32", "float64"]
 
@@ -238,6 +238,72 @@ class TorchEpoch:
         self._run(self.X, self.y)
 
 
+class JaxEpoch:
+    """One epoch of JAX as its users write it: the whole epoch one ``jax.jit``-compiled
+    function, a ``lax.scan`` of the momentum SGD step over the full minibatches (and one
+    step for the remainder, as the other systems take it), XLA on the CPU with its
+    default threads; loss = mean cross-entropy + 0.5 * alpha * sum(W**2) / batch (like
+    scikit-learn's), rows shuffled every epoch (the permutation drawn outside, as
+    ``torch.randperm`` is), weights initialised as ``MLP`` does."""
+
+    def __init__(self, workload, dtype, X, y, seed=0):
+        jax = require("jax")
+        import jax.numpy as jnp
+
+        if dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        w = WORKLOADS[workload]
+        act = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu,
+               "identity": lambda v: v}[w["activation"]]
+        sizes = np.array((w["d"],) + w["hidden"] + (w["k"],), dtype=np.int64)
+        flat = init_flat_params(sizes, w["activation"], dtype, seed)
+        params, at = [], 0
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            W = flat[at:at + n_in * n_out].reshape(n_in, n_out)
+            b = flat[at + n_in * n_out:at + (n_in + 1) * n_out]
+            params.append((jnp.asarray(W), jnp.asarray(b)))
+            at += (n_in + 1) * n_out
+        b_size = batch_size(workload)
+
+        def loss(params, Xb, yb):
+            h = Xb
+            for W, b in params[:-1]:
+                h = act(h @ W + b)
+            W, b = params[-1]
+            logp = jax.nn.log_softmax(h @ W + b)
+            data = -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+            return data + 0.5 * L2 * sum(jnp.sum(W * W) for W, _ in params) / Xb.shape[0]
+
+        grad = jax.grad(loss)
+
+        def step(carry, idx, X, y):
+            params, vel = carry
+            g = grad(params, X[idx], y[idx])
+            vel = jax.tree_util.tree_map(lambda v, d: MOMENTUM * v - LR * d, vel, g)
+            return (jax.tree_util.tree_map(jnp.add, params, vel), vel), None
+
+        def epoch(params, vel, X, y, perm):
+            full = (perm.shape[0] // b_size) * b_size
+            carry = (params, vel)
+            if full:
+                carry, _ = jax.lax.scan(lambda c, i: step(c, i, X, y), carry,
+                                        perm[:full].reshape(-1, b_size))
+            if full < perm.shape[0]:
+                carry, _ = step(carry, perm[full:], X, y)
+            return carry
+
+        self.jax, self.np_rng = jax, np.random.default_rng(seed)
+        self.run = jax.jit(epoch)
+        self.X, self.y = jnp.asarray(X), jnp.asarray(y)
+        self.state = (params, jax.tree_util.tree_map(jnp.zeros_like, params))
+        self.epoch()  # compiles (the timed epochs reuse the compiled function)
+
+    def epoch(self):
+        perm = self.np_rng.permutation(self.X.shape[0])
+        self.state = self.run(*self.state, self.X, self.y, perm)
+        self.jax.block_until_ready(self.state)
+
+
 def make_epoch(system, workload, dtype, X, y, seed=0):
     """The epoch runner of ``system`` (one of SYSTEMS), warmed up."""
     if system.startswith("fastmlp-"):
@@ -246,5 +312,7 @@ def make_epoch(system, workload, dtype, X, y, seed=0):
         return SklearnEpoch(workload, dtype, X, y, seed)
     if system == "torch":
         return TorchEpoch(workload, dtype, X, y, seed)
+    if system == "jax":
+        return JaxEpoch(workload, dtype, X, y, seed)
     raise ValueError(f"unknown system {system!r}")
 

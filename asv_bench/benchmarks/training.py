@@ -1,4 +1,4 @@
-"""One training epoch: fastmlp (numba, numpy backends) against scikit-learn and PyTorch.
+"""One training epoch: fastmlp (numba, numpy backends) against scikit-learn, PyTorch and JAX.
 
 Every system trains the same network on the same synthetic data with plain
 momentum SGD (lr 0.01, momentum 0.9, no Nesterov, L2 1e-4 scaled like
@@ -8,6 +8,8 @@ scikit-learn's alpha) and the same minibatch size, rows shuffled every epoch:
 - ``sklearn``: ``MLPClassifier(solver='sgd', nesterovs_momentum=False).partial_fit(X, y)``
 - ``torch``: eager ``nn.Sequential`` + ``torch.optim.SGD``, a manual minibatch loop
   over ``torch.randperm``, default ``torch.set_num_threads``
+- ``jax``: the whole epoch one ``jax.jit``-compiled ``lax.scan`` over the minibatches
+  (XLA on the CPU), as JAX users write it
 
 ``setup`` builds the model and runs one warm-up ``partial_fit`` (on a few
 batches) so numba compilation, first-touch page faults and lazy initialisation
