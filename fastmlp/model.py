@@ -70,8 +70,10 @@ class MLP(Engine):
     task : {'auto', 'classification', 'regression'}
         Override the rule above.
     n_threads : None or int
-        Threads for the kernels and BLAS during this model's calls; None lets
-        them use every core.
+        Threads of this model's calls: numba's threads where the network
+        trains in row blocks (the weights are then the same for any count),
+        else the cap on BLAS's threads; None: the cores this process may use
+        (capped by ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` where set).
 
     Attributes (after ``fit``)
     --------------------------
