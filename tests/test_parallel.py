@@ -375,3 +375,9 @@ def test_joblib_workers_train_what_one_process_trains():
     np.testing.assert_array_equal(searches[0].cv_results_["mean_test_score"],
                                   searches[1].cv_results_["mean_test_score"])
     assert searches[0].best_params_ == searches[1].best_params_
+    # loky shares the cores out among its workers through OMP_NUM_THREADS: each worker's
+    # row blocks use its share, not every core
+    from joblib import Parallel, delayed
+
+    seen = Parallel(n_jobs=2)(delayed(threads.default_threads)() for _ in range(2))
+    assert seen == [max(1, threads.cores() // 2)] * 2
