@@ -584,6 +584,19 @@ def test_export_onnx_of_a_model_saved_from_python(tmp_path):
     np.testing.assert_allclose(probabilities, model.predict_proba(X), rtol=0, atol=1e-5)
 
 
+def test_export_onnx_of_a_model_file_of_the_previous_format(tmp_path):
+    """A model written by an earlier command line (numeric columns, no empty
+    cells): the graph gives the probabilities it gave."""
+    pytest.importorskip("onnx")
+    ok("export", DATA / "cli-preprocessing-v1.npz", "--onnx", tmp_path / "v1.onnx")
+    session = onnx_session(tmp_path / "v1.onnx")
+    header, rows = read_csv((DATA / "cli-preprocessing-v1.csv").read_text())
+    classes, proba = read_csv((DATA / "cli-preprocessing-v1-proba.csv").read_text())
+    label, probabilities = session.run(None, graph_inputs(session, header, rows))
+    np.testing.assert_allclose(probabilities, np.array(proba, dtype=float), rtol=0, atol=1e-5)
+    assert label.tolist() == [classes[k] for k in np.argmax(np.array(proba, dtype=float), 1)]
+
+
 def test_export_errors_exit_2_with_one_line(churn, tmp_path):
     path, _, _, _ = churn
 
@@ -609,6 +622,12 @@ def test_export_errors_exit_2_with_one_line(churn, tmp_path):
     np.savez(tmp_path / "nan.npz", **members)
     refused([tmp_path / "nan.npz", *target], "member 'params'", "non-finite")
     refused([path / "m.npz", *target, "--target-opset", "12"], "target_opset=12 is outside")
+    table = write(tmp_path / "label.csv", "label,b,y\n" + "".join(
+        f"{i % 3},{i % 5},{'ab'[i % 2]}\n" for i in range(20)))
+    ok("train", table, "--target", "y", "--epochs", "2", "--hidden", "2",
+       "--out", tmp_path / "label.npz")
+    refused([tmp_path / "label.npz", *target], "column 'label' has the name of a graph output",
+            "rename the column")
     out = run("export", path / "m.npz", *target, "--target-opset", "x")
     assert out.returncode == 2 and "--target-opset: expected a whole number" in out.stderr
     refused([path / "m.npz", "--onnx", tmp_path / "no" / "dir" / "out.onnx"],

@@ -219,8 +219,8 @@ def _check_column(i, column):
         raise TypeError(f"{where}'s name must be a non-empty string, got {name!r}")
     where = f"column {name!r}"
     if name in OUTPUT_NAMES:
-        raise ValueError(f"{where} has the name of a graph output; outputs are "
-                         f"{', '.join(OUTPUT_NAMES)}")
+        raise ValueError(f"{where} has the name of a graph output (outputs are "
+                         f"{', '.join(OUTPUT_NAMES)}); rename the column")
     if kind == "categorical":
         categories = column[2]
         if isinstance(categories, (str, bytes)) or not hasattr(categories, "__iter__"):
