@@ -3,6 +3,7 @@
     fastmlp train data.csv --target label --hidden 64,32 --out model.npz --plot curves.png
     fastmlp predict model.npz new.csv [--proba] [--out predictions.csv]
     fastmlp info model.npz
+    fastmlp export model.npz --onnx model.onnx [--target-opset N]
     fastmlp doctor data.csv --target label [model options] [--model model.npz]
     fastmlp demo [--plot PATH] [--export DIR]
     fastmlp bench
@@ -21,6 +22,11 @@ its columns by name in any order. A model file saved from Python
 (``model.save``, or any older fastmlp) has no preprocessing: ``predict`` then
 takes DATA's columns in order, and there must be as many as the model has
 features.
+
+``export`` writes the model as an ONNX graph (``fastmlp.onnx``, the onnx
+extra): with the model file's preprocessing, one input per feature column
+(``table_graph``); for a file without one, the plain network with one input
+``X`` (``to_onnx``).
 
 Bad input (a missing file or column, a cell that cannot be encoded, a file
 that is not a model) ends the command with exit status 2
@@ -236,6 +242,51 @@ def cmd_info(args):
         print("preprocessing: none kept (predict takes DATA's columns in order)")
     else:
         print("\n".join(pre.describe()))
+    print(f"export: fastmlp export {args.model} --onnx FILE writes an ONNX graph "
+          + ("of the network (one input X)" if pre is None else
+             "with this preprocessing (one input per column)"))
+
+
+def cmd_export(args):
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise CommandError("exporting to ONNX needs the onnx package, which is not installed "
+                           "here: pip install 'fastmlp[onnx]'") from None
+    from .onnx import preprocessing_columns, table_graph, to_onnx
+
+    model, pre = _load_model(args.model)
+    name = os.path.splitext(os.path.basename(args.model))[0] or "fastmlp"
+    try:
+        if pre is None:
+            proto = to_onnx(model, target_opset=args.target_opset, name=name)
+        else:
+            proto = table_graph(preprocessing_columns(pre), model,
+                                target_opset=args.target_opset, name=name)
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"cannot export {args.model}: {_one_line(exc)}") from None
+    try:
+        with open(args.onnx, "wb") as f:
+            f.write(proto.SerializeToString())
+    except OSError as exc:
+        raise CommandError(f"cannot write the ONNX file {args.onnx}: "
+                           f"{exc.strerror or exc}") from None
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    print(f"ONNX graph of {args.model} written to {args.onnx} (opset {opset})")
+    if pre is None:
+        print(f"input: X, float{32 if model._net.dtype == np.float32 else 64} "
+              f"[N, {model.n_features_in_}], the features in the model's order "
+              "(no preprocessing kept)")
+    else:
+        numeric = [c.name for c in pre.columns if c.kind != "categorical"]
+        text = [c.name for c in pre.columns if c.kind == "categorical"]
+        parts = []
+        if numeric:
+            parts.append(f"float32 (NaN for an empty cell): {_listing(numeric)}")
+        if text:
+            parts.append(f"string: {_listing(text)}")
+        print(f"inputs: {len(pre.columns)}, one per column, each [N, 1]; {'; '.join(parts)}")
+    print(f"outputs: {', '.join(o.name for o in proto.graph.output)}")
 
 
 def cmd_doctor(args):
@@ -378,6 +429,23 @@ def build_parser():
     info = commands.add_parser("info", help="describe a saved model")
     info.add_argument("model", metavar="MODEL")
     info.set_defaults(run=cmd_info)
+
+    export = commands.add_parser(
+        "export", help="write a saved model as an ONNX graph",
+        description="Write MODEL as an ONNX graph (pip install 'fastmlp[onnx]'). A model "
+                    "file written by fastmlp train gives a graph with its preprocessing: one "
+                    "input per feature column, named as the column, shape [N, 1], float32 "
+                    "for numeric columns (NaN for an empty cell) and string for text "
+                    "columns; outputs label and probabilities (classifiers) or variable "
+                    "(regressors). A model saved from Python gives the network alone, with "
+                    "one input X.")
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                        help="the ONNX file to write")
+    export.add_argument("--target-opset", type=_positive, default=None, metavar="N",
+                        help="the ONNX opset to write (13 or newer; default 21, or the "
+                             "installed onnx's newest if older)")
+    export.set_defaults(run=cmd_export)
 
     doctor = commands.add_parser("doctor", help="find out why a model does not train",
                                  description="Train a short probe of the model the options "

@@ -67,7 +67,7 @@ def expected_predictions(model_path, X):
 # ------------------------------------------------------------------ basics
 def test_help_lists_every_command():
     out = ok("--help")
-    for command in ("train", "predict", "info", "doctor", "demo", "bench", "config"):
+    for command in ("train", "predict", "info", "export", "doctor", "demo", "bench", "config"):
         assert command in out.stdout
     assert ok("--version").stdout.strip() == f"fastmlp {fastmlp.__version__}"
 
@@ -477,6 +477,168 @@ def test_defaults_match_scikit_learns_pipeline_on_a_customer_table(tmp_path):
         theirs.append(pipeline.score(held_out.drop(columns="churn"), held_out["churn"]))
     assert np.mean(theirs) > 0.75  # a table the pipeline learns
     assert abs(np.mean(ours) - np.mean(theirs)) <= 0.01, (ours, theirs)
+
+
+# ------------------------------------------------------------------ export
+def onnx_session(path):
+    ort = pytest.importorskip("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def graph_inputs(session, header, rows):
+    """The graph's inputs from a file's columns, as a caller feeds them: the
+    cells as they are in the file, as float32 (NaN for an empty cell) or as
+    strings, as the graph declares each input."""
+    feeds = {}
+    for graph_input in session.get_inputs():
+        cells = [r[header.index(graph_input.name)] for r in rows]
+        if graph_input.type == "tensor(string)":
+            feeds[graph_input.name] = np.array(cells, dtype=object).reshape(-1, 1)
+        else:
+            assert graph_input.type == "tensor(float)"
+            feeds[graph_input.name] = np.array([float(c) if c else np.nan for c in cells],
+                                               dtype=np.float32).reshape(-1, 1)
+    return feeds
+
+
+def test_export_onnx_with_the_preprocessing_gives_the_labels_of_predict(churn, tmp_path):
+    """The graph, fed a file's columns as they are (True/False as written, empty
+    cells, an NA, an unseen city, a gap where training had none, the columns
+    reordered with an extra one), gives fastmlp predict's labels and
+    probabilities."""
+    pytest.importorskip("onnx")
+    path, header, rows, _ = churn
+    out = ok("export", path / "m.npz", "--onnx", tmp_path / "m.onnx")
+    assert f"written to {tmp_path / 'm.onnx'} (opset 21)" in out.stdout
+    assert ("inputs: 6, one per column, each [N, 1]; float32 (NaN for an empty cell): age, "
+            "income, score, plan; string: city, member") in out.stdout
+    assert "outputs: label, probabilities" in out.stdout
+    session = onnx_session(tmp_path / "m.onnx")
+    assert [(i.name, i.type, i.shape[1]) for i in session.get_inputs()] == [
+        ("age", "tensor(float)", 1), ("income", "tensor(float)", 1),
+        ("score", "tensor(float)", 1), ("city", "tensor(string)", 1),
+        ("member", "tensor(string)", 1), ("plan", "tensor(float)", 1)]
+    assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
+
+    new = [list(r) for r in rows]
+    new[0][3], new[1][3], new[2][3] = "NA", "tokyo", "null"
+    new[3][4], new[4][4] = "TRUE", "false"
+    new[5][2] = ""  # score had no empty cells in training
+    assert {r[4] for r in rows} == {"True", "False"} and any(r[1] == "" for r in rows)
+    order = [6, 5, 3, 1, 0, 2, 4]
+    new_header = ["id"] + [header[j] for j in order]
+    new_rows = [[f"x{i}"] + [r[j] for j in order] for i, r in enumerate(new)]
+    table = write_csv(tmp_path / "new.csv", new_header, new_rows)
+    labels = [r[0] for r in read_csv(ok("predict", path / "m.npz", table).stdout)[1]]
+    classes, proba = read_csv(ok("predict", path / "m.npz", table, "--proba").stdout)
+    label, probabilities = session.run(None, graph_inputs(session, new_header, new_rows))
+    assert label.tolist() == labels
+    assert probabilities.dtype == np.float32 and probabilities.shape == (len(rows), 2)
+    np.testing.assert_allclose(probabilities, np.array(proba, dtype=float), rtol=0, atol=1e-5)
+    assert classes == ["no", "yes"] and len(set(labels)) == 2
+
+
+def test_export_onnx_of_a_regression_model(churn, tmp_path):
+    """A float64 regressor on the same table (its text target churn a feature):
+    the graph's variable is fastmlp predict's value."""
+    pytest.importorskip("onnx")
+    path, header, rows, _ = churn
+    ok("train", path / "customers.csv", "--target", "score", "--hidden", "8", "--epochs", "20",
+       "--dtype", "float64", "--out", tmp_path / "r.npz")
+    out = ok("export", tmp_path / "r.npz", "--onnx", tmp_path / "r.onnx", "--target-opset", "15")
+    assert "(opset 15)" in out.stdout and "outputs: variable" in out.stdout
+    assert "string: city, member, churn" in out.stdout
+    session = onnx_session(tmp_path / "r.onnx")
+    (variable,) = session.run(None, graph_inputs(session, header, rows))
+    predicted = np.array(read_csv(ok("predict", tmp_path / "r.npz",
+                                     path / "customers.csv").stdout)[1], dtype=float)
+    assert variable.dtype == np.float64 and variable.shape == (len(rows), 1)
+    assert predicted.std() > 0.01  # not a constant
+    np.testing.assert_allclose(variable, predicted, rtol=1e-5, atol=1e-5)
+
+
+def test_export_onnx_of_a_model_saved_from_python(tmp_path):
+    """No preprocessing kept: the plain network, one input X, fed the columns
+    predict takes in order."""
+    pytest.importorskip("onnx")
+    X, y = load_breast_cancer()
+    X = standardize(X, X)[1][:200]
+    model = fastmlp.MLP((8,), epochs=5, random_state=0)
+    with pytest.warns(fastmlp.ConvergenceWarning):  # few epochs, on purpose
+        model.fit(X, y[:200])
+    model.save(tmp_path / "plain.npz")
+    out = ok("export", tmp_path / "plain.npz", "--onnx", tmp_path / "plain.onnx")
+    assert "input: X, float32 [N, 30]" in out.stdout
+    assert "one input X" in ok("info", tmp_path / "plain.npz").stdout
+    session = onnx_session(tmp_path / "plain.onnx")
+    assert [(i.name, i.shape[1]) for i in session.get_inputs()] == [("X", 30)]
+    label, probabilities = session.run(None, {"X": X.astype(np.float32)})
+    table = tmp_path / "plain.csv"
+    np.savetxt(table, X, delimiter=",", header=",".join(BREAST_CANCER_FEATURES), comments="",
+               fmt="%.17g")
+    predicted = [int(r[0]) for r in read_csv(ok("predict", tmp_path / "plain.npz",
+                                                table).stdout)[1]]
+    assert label.tolist() == predicted
+    np.testing.assert_allclose(probabilities, model.predict_proba(X), rtol=0, atol=1e-5)
+
+
+def test_export_onnx_of_a_model_file_of_the_previous_format(tmp_path):
+    """A model written by an earlier command line (numeric columns, no empty
+    cells): the graph gives the probabilities it gave."""
+    pytest.importorskip("onnx")
+    ok("export", DATA / "cli-preprocessing-v1.npz", "--onnx", tmp_path / "v1.onnx")
+    session = onnx_session(tmp_path / "v1.onnx")
+    header, rows = read_csv((DATA / "cli-preprocessing-v1.csv").read_text())
+    classes, proba = read_csv((DATA / "cli-preprocessing-v1-proba.csv").read_text())
+    label, probabilities = session.run(None, graph_inputs(session, header, rows))
+    np.testing.assert_allclose(probabilities, np.array(proba, dtype=float), rtol=0, atol=1e-5)
+    assert label.tolist() == [classes[k] for k in np.argmax(np.array(proba, dtype=float), 1)]
+
+
+def test_export_errors_exit_2_with_one_line(churn, tmp_path):
+    path, _, _, _ = churn
+
+    def refused(args, *words, env=None, code=None):
+        if code is None:
+            out = run("export", *args)
+        else:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 timeout=120)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert out.stderr.startswith("fastmlp: error: ") and out.stderr.count("\n") == 1
+        for word in words:
+            assert word in out.stderr
+        assert not (tmp_path / "out.onnx").exists()
+
+    target = ["--onnx", tmp_path / "out.onnx"]
+    refused([tmp_path / "nope.npz", *target], "MODEL file", "does not exist")
+    refused([write(tmp_path / "text.npz", "not a model\n"), *target],
+            "not a fastmlp model file")
+    with np.load(path / "m.npz", allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files}
+    members["params"] = np.full_like(members["params"], np.nan)
+    np.savez(tmp_path / "nan.npz", **members)
+    refused([tmp_path / "nan.npz", *target], "member 'params'", "non-finite")
+    refused([path / "m.npz", *target, "--target-opset", "12"], "target_opset=12 is outside")
+    table = write(tmp_path / "label.csv", "label,b,y\n" + "".join(
+        f"{i % 3},{i % 5},{'ab'[i % 2]}\n" for i in range(20)))
+    ok("train", table, "--target", "y", "--epochs", "2", "--hidden", "2",
+       "--out", tmp_path / "label.npz")
+    refused([tmp_path / "label.npz", *target], "column 'label' has the name of a graph output",
+            "rename the column")
+    out = run("export", path / "m.npz", *target, "--target-opset", "x")
+    assert out.returncode == 2 and "--target-opset: expected a whole number" in out.stderr
+    refused([path / "m.npz", "--onnx", tmp_path / "no" / "dir" / "out.onnx"],
+            "cannot write the ONNX file")
+    refused(None, "exporting to ONNX needs the onnx package",
+            "pip install 'fastmlp[onnx]'",
+            code=("import sys\n"
+                  "sys.modules['onnx'] = None\n"
+                  "from fastmlp.cli import main\n"
+                  f"sys.exit(main(['export', {str(path / 'm.npz')!r}, '--onnx', "
+                  f"{str(tmp_path / 'out.onnx')!r}]))\n"))
 
 
 # -------------------------------------------------------------- info, doctor

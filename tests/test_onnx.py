@@ -564,6 +564,11 @@ def test_table_graph_order_and_regressor():
     ([("categorical", "c", ["x"]), ("numeric", "c", None, False, None, None)], None,
      ValueError, "repeated: \\['c'\\]"),
     ([("categorical", "c", ["x", "y"])], [0, 0], ValueError, "once, got \\[0, 0\\]"),
+    ([("categorical", "c", ["x"], ["X"])], None, TypeError, "aliases must be a dict"),
+    ([("categorical", "c", ["x"], {1: "x"})], None, TypeError, "spellings must be strings"),
+    ([("categorical", "c", ["x"], {"X": "y"})], None, ValueError, "does not list: 'y'"),
+    ([("categorical", "c", ["x", "y"], {"x": "y"})], None, ValueError,
+     "respell listed categories: \\['x'\\]"),
     ([("categorical", "c", ["x", "y"])], [0.0, 1.0], TypeError, "order must be"),
 ])
 def test_table_graph_refuses_bad_descriptions(columns, order, error, match):
@@ -576,3 +581,44 @@ def test_table_graph_checks_the_model_width():
     model = quiet(MLP((3,), epochs=2).fit, X, X[:, 0])
     with pytest.raises(ValueError, match="the columns give 9 features but the model takes 5"):
         fastmlp.onnx.table_graph(COLUMNS[:2] + COLUMNS[3:], model)
+
+
+def test_table_graph_aliases_spell_categories():
+    columns = [("categorical", "c", ["", "false", "true"], {"True": "true", "NA": ""})]
+    cells = np.array(["true", "True", "TRUE", "", "NA", "na", "false"], dtype=object)
+    out = run(fastmlp.onnx.table_graph(columns), c=cells[:, None])["features"]
+    np.testing.assert_array_equal(out, [[0, 0, 1], [0, 0, 1], [0, 0, 0], [1, 0, 0],
+                                        [1, 0, 0], [0, 0, 0], [0, 1, 0]])
+
+
+def test_preprocessing_columns_encode_as_transform():
+    """A Preprocessing fitted on a table with gaps, a boolean and a text column
+    (and one with scale='none', impute='none'): the graph's features on the
+    cells, spelled as a file may spell them, are those of transform."""
+    pytest.importorskip("pyarrow")
+    from fastmlp.tables import Preprocessing, Table
+
+    rng = np.random.default_rng(0)
+    n = 200
+    age = rng.normal(40, 12, n)
+    age[::7] = np.nan
+    city = rng.choice(["berlin", "paris", "NA", "oslo", "N/A", "null"], n).astype(object)
+    flag = rng.choice(["True", "false", "TRUE", "False"], n).astype(object)
+    score = rng.normal(0, 1, n)
+    table = Table.from_columns({"age": age, "city": city, "flag": flag, "score": score,
+                                "y": rng.integers(0, 2, n)})
+    pre = Preprocessing.fit(table, "y")
+    columns = fastmlp.onnx.preprocessing_columns(pre)
+    assert columns[0][:4] == ("numeric", "age", pre.columns[0].fill, True)
+    assert columns[1][:3] == ("categorical", "city", ["", "berlin", "oslo", "paris"])
+    assert columns[2][2] == ["false", "true"] and columns[2][3]["TRUE"] == "true"
+    feeds = {"age": age.astype(np.float32)[:, None], "city": city[:, None],
+             "flag": flag[:, None], "score": score.astype(np.float32)[:, None]}
+    out = run(fastmlp.onnx.table_graph(columns), **feeds)["features"]
+    np.testing.assert_allclose(out, pre.transform(table), rtol=1e-6, atol=1e-6)
+
+    plain = Preprocessing.fit(table, "y", drop=["age", "city"], scale="none", impute="none")
+    columns = fastmlp.onnx.preprocessing_columns(plain)
+    assert columns[1] == ("numeric", "score", None, False, None, None)  # no nodes
+    out = run(fastmlp.onnx.table_graph(columns), **{k: feeds[k] for k in plain.names})
+    np.testing.assert_allclose(out["features"], plain.transform(table), rtol=1e-6, atol=1e-6)

@@ -13,7 +13,8 @@
 - ``table_graph(columns, model)``: a graph with one input per raw table column
   (numeric with NaN for an empty cell, or strings) whose preprocessing
   (imputation, missing-value indicators, standardization, one-hot encoding)
-  feeds the network.
+  feeds the network; ``preprocessing_columns(pre)`` describes the columns of
+  a ``fastmlp.tables.Preprocessing`` (what ``fastmlp export`` writes).
 
 ``import fastmlp`` does not import this module, nor onnx.
 """
@@ -29,10 +30,11 @@ from .export import to_onnx
 from .graph import DEFAULT_OPSET, MIN_OPSET, Graph, check_opset
 from .network import add_network, label_values, outputs_info
 from .spec import NetworkSpec, describe
-from .table import table_graph
+from .table import preprocessing_columns, table_graph
 from . import skl2onnx_ops
 
-__all__ = ["to_onnx", "add_network", "table_graph", "Graph", "check_opset", "describe",
-           "NetworkSpec", "outputs_info", "label_values", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["to_onnx", "add_network", "table_graph", "preprocessing_columns", "Graph",
+           "check_opset", "describe", "NetworkSpec", "outputs_info", "label_values",
+           "DEFAULT_OPSET", "MIN_OPSET"]
 
 skl2onnx_ops.register()

@@ -11,7 +11,15 @@ Each column is described by a plain tuple, in the table's order:
 - ``("categorical", name, categories)``: a string input ``name`` of shape
   [N, 1]; one 0/1 feature per category, in the listed order; a value that is
   not listed (unseen in training) gives all zeros. An empty cell is the
-  empty string, a category like any other.
+  empty string, a category like any other. Matching is exact (case and
+  spaces count).
+- ``("categorical", name, categories, aliases)``: the same, where
+  ``aliases`` maps other spellings to listed categories (``{"True": "true",
+  "NA": ""}``): a cell spelled so counts as that category.
+
+``preprocessing_columns(pre)`` gives the descriptions of a
+``fastmlp.tables.Preprocessing`` (what ``fastmlp train`` keeps in a model
+file), so that the graph encodes a row as ``pre.transform`` does.
 
 The features are concatenated in that order (a column's value, then its
 indicator; a categorical column's categories in order), or picked with
@@ -88,6 +96,52 @@ def table_graph(columns, model=None, *, order=None, target_opset=None, name="fas
     return graph.model(inputs, outputs, name=name)
 
 
+def preprocessing_columns(preprocessing):
+    """The column descriptions (for ``table_graph``) of a
+    ``fastmlp.tables.Preprocessing``, in its order.
+
+    Numeric columns keep their fill value (None where empty cells were refused
+    in training: NaN then passes through to the outputs), indicator, mean and
+    scale (mean 0 and scale 1, from ``scale='none'``, write no node).
+    Categorical columns keep their categories, and take as aliases the other
+    spellings ``transform`` reads as one of them, cell by cell: for a boolean
+    column (categories ``false``/``true``) any case (``True``, ``FALSE``);
+    where the empty cell is a category, every case of ``NA``, ``N/A``,
+    ``NaN``, ``-NaN``, ``null`` and ``None``. Surrounding spaces are not
+    removed by the graph.
+    """
+    from ..tables import BOOLEAN, CATEGORICAL, EMPTY, _missing_spellings
+
+    out = []
+    for column in preprocessing.columns:
+        if column.kind != CATEGORICAL:
+            mean = None if column.mean == 0.0 else column.mean
+            scale = None if column.scale == 1.0 else column.scale
+            out.append(("numeric", column.name, column.fill, bool(column.indicator), mean,
+                        scale))
+            continue
+        categories = list(column.categories)
+        aliases = {}
+        if set(categories) <= BOOLEAN:
+            for word in categories:
+                if word != EMPTY:
+                    aliases.update((s, word) for s in _spellings(word))
+        if EMPTY in categories:
+            aliases.update((s, EMPTY) for s in _missing_spellings())
+        listed = set(categories)
+        out.append(("categorical", column.name, categories,
+                    {k: v for k, v in aliases.items() if k not in listed}))
+    return out
+
+
+def _spellings(word):
+    """Every upper/lower-case spelling of ``word``."""
+    spellings = [""]
+    for c in word:
+        spellings = [s + v for s in spellings for v in dict.fromkeys((c.lower(), c.upper()))]
+    return spellings
+
+
 def _numeric(graph, spec, dtype):
     """The nodes of one numeric column: its feature, and its indicator if asked."""
     _, name, fill, indicator, mean, scale = spec
@@ -116,10 +170,13 @@ def _numeric(graph, spec, dtype):
 def _categorical(graph, spec, dtype):
     """One-hot columns of a string column: index of the category (-1 unseen),
     compared with 0..k-1."""
-    _, name, categories = spec
+    _, name, categories, aliases = spec
+    position = {c: j for j, c in enumerate(categories)}
+    keys = list(categories) + list(aliases)
+    values = list(range(len(categories))) + [position[c] for c in aliases.values()]
     index = graph.node("LabelEncoder", [name], graph.name(f"{name}_index"),
-                       domain="ai.onnx.ml", keys_strings=list(categories),
-                       values_int64s=list(range(len(categories))), default_int64=-1)
+                       domain="ai.onnx.ml", keys_strings=keys, values_int64s=values,
+                       default_int64=-1)
     hot = graph.node("Equal", [index, graph.constant(np.arange(len(categories), dtype=np.int64),
                                                      f"{name}_codes")],
                      graph.name(f"{name}_hot"))
@@ -151,18 +208,19 @@ def _check_column(i, column):
     kind = column[0]
     if kind not in ("numeric", "categorical"):
         raise ValueError(f"{where} is of kind {kind!r}; kinds are 'numeric' and 'categorical'")
-    expected = 6 if kind == "numeric" else 3
-    if len(column) != expected:
+    expected = (6,) if kind == "numeric" else (3, 4)
+    if len(column) not in expected:
         fields = ("('numeric', name, fill_value, has_indicator, mean, scale)"
-                  if kind == "numeric" else "('categorical', name, [categories])")
+                  if kind == "numeric" else "('categorical', name, [categories]) or "
+                                            "('categorical', name, [categories], {aliases})")
         raise ValueError(f"{where} has {len(column)} fields; a {kind} column is {fields}")
     name = column[1]
     if not isinstance(name, str) or not name:
         raise TypeError(f"{where}'s name must be a non-empty string, got {name!r}")
     where = f"column {name!r}"
     if name in OUTPUT_NAMES:
-        raise ValueError(f"{where} has the name of a graph output; outputs are "
-                         f"{', '.join(OUTPUT_NAMES)}")
+        raise ValueError(f"{where} has the name of a graph output (outputs are "
+                         f"{', '.join(OUTPUT_NAMES)}); rename the column")
     if kind == "categorical":
         categories = column[2]
         if isinstance(categories, (str, bytes)) or not hasattr(categories, "__iter__"):
@@ -177,7 +235,8 @@ def _check_column(i, column):
         if len(set(categories)) != len(categories):
             raise ValueError(f"{where} lists a category twice: "
                              f"{sorted({c for c in categories if categories.count(c) > 1})}")
-        return ("categorical", name, tuple(categories))
+        return ("categorical", name, tuple(categories),
+                _check_aliases(where, column[3] if len(column) == 4 else {}, categories))
     _, _, fill, indicator, mean, scale = column
     if not isinstance(indicator, (bool, np.bool_)):
         raise TypeError(f"{where}'s has_indicator must be True or False, got {indicator!r}")
@@ -193,6 +252,27 @@ def _check_column(i, column):
     if values[2] == 0.0:
         raise ValueError(f"{where}'s scale is 0; a constant column is scaled by 1")
     return ("numeric", name, values[0], bool(indicator), values[1], values[2])
+
+
+def _check_aliases(where, aliases, categories):
+    """The aliases as a dict {spelling: category}, checked."""
+    if not hasattr(aliases, "items"):
+        raise TypeError(f"{where}'s aliases must be a dict {{spelling: category}}, got "
+                        f"{type(aliases).__name__}")
+    aliases = dict(aliases)
+    bad = [k for k in aliases if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"{where}'s alias spellings must be strings; not strings: {bad[:5]}")
+    listed = set(categories)
+    unknown = sorted({repr(c) for c in aliases.values() if not isinstance(c, str)
+                      or c not in listed})
+    if unknown:
+        raise ValueError(f"{where}'s aliases name categories it does not list: "
+                         f"{', '.join(unknown[:5])}")
+    clash = sorted(k for k in aliases if k in listed)
+    if clash:
+        raise ValueError(f"{where}'s aliases respell listed categories: {clash[:5]}")
+    return aliases
 
 
 def _check_order(order, n_features):
