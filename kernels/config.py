@@ -81,4 +81,4 @@ BLOCKS_MAX_PARAMS = 1 << 17
 
 #: Entries of the parameter vector per task of the parallel sum of the blocks'
 #: gradients and of the update that follows it.
-UPDATE_CHUNK = 1 << 13
+UPDATE_CHUNK = 1 << 11

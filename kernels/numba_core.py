@@ -1997,11 +1997,13 @@ def _block_gradient(X, y, Y, w, order, start, m, params, sizes, offs, act, outpu
 def _sum_blocks(slots, nb, n, out, c0, c1, add):
     """out[c0:c1] (+)= the sum over the first nb blocks of their gradients
     (``slots`` holds them one after another, n entries each), in block order."""
-    for i in range(U(c0), U(c1)):
-        s = out[i] if add else out.dtype.type(0.0)
-        for b in range(U(nb)):
-            s += slots[b * U(n) + i]
-        out[i] = s
+    if not add:
+        for i in range(U(c0), U(c1)):
+            out[i] = 0.0
+    for b in range(U(nb)):  # block by block: each entry's sum in block order, vectorised
+        base = b * U(n)
+        for i in range(U(c0), U(c1)):
+            out[i] += slots[base + i]
 
 
 @njit(**JIT)
