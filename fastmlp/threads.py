@@ -8,7 +8,7 @@ Each kernel call uses one pool of threads, never both at once
   threads: ``n_threads`` of them (None: ``default_threads()``), set for the
   calling thread only (numba keeps the count per thread), with BLAS held at
   one thread meanwhile, since each block's products run inside a block's
-  thread;
+  thread (``train_columns`` makes no BLAS call and leaves BLAS alone);
 - the one-row and narrow-network kernels of the NumPy backend, and
   ``train_rows``, make no BLAS call and set nothing;
 - the rest run on the calling thread and cap BLAS at ``n_threads`` (None: no
@@ -32,6 +32,9 @@ from .kernels.api import ROW_BLOCK_KERNELS
 
 #: Kernels that make no BLAS call and start no thread.
 SERIAL_KERNELS = ("train_rows",)
+#: Row-block kernels that make no BLAS call (feature-major loops): they set
+#: numba's threads and leave BLAS alone.
+NO_BLAS_KERNELS = ("train_columns",)
 
 _lock = threading.Lock()
 _blas = {}
@@ -167,19 +170,19 @@ def limits(n_threads, backend, path=None):
     if path in SERIAL_KERNELS:
         return _NO_CAP
     if backend == "numba" and path in ROW_BLOCK_KERNELS:
-        return _row_blocks(n_threads)
+        return _row_blocks(n_threads, path not in NO_BLAS_KERNELS)
     if n_threads is None:
         return _NO_CAP
     return _blas_caps(backend).cap(n_threads)
 
 
 @contextlib.contextmanager
-def _row_blocks(n_threads):
+def _row_blocks(n_threads, blas):
     import numba
 
     count = default_threads() if n_threads is None else min(n_threads, pool_size())
     before = numba.get_num_threads()
-    with _blas_caps("numba").cap(1):
+    with _blas_caps("numba").cap(1) if blas else _NO_CAP:
         if before != count:
             numba.set_num_threads(count)
         try:
