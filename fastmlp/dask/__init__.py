@@ -44,9 +44,10 @@ import numpy as np
 from dask.base import tokenize
 from distributed.diagnostics.plugin import NannyPlugin
 
-from . import threads
+from .. import threads
 
-__all__ = ["warmup", "limit_threads", "ThreadLimits", "THREAD_VARIABLES", "partial_fit_blocks"]
+__all__ = ["warmup", "limit_threads", "ThreadLimits", "THREAD_VARIABLES", "partial_fit_blocks",
+           "DataParallel"]
 
 
 # ------------------------------------------------------------------ warm-up
@@ -68,7 +69,7 @@ def warmup(client, backend=None):
     'numpy' (which compiles nothing) or None, each worker's default. Returns
     ``{worker address: seconds}``.
     """
-    from .kernels import BACKENDS
+    from ..kernels import BACKENDS
 
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
@@ -336,3 +337,8 @@ def _frame_blocks(a, X, name):
         raise ValueError(f"{name} is split at other index values than X "
                          f"({a.divisions} != {X.divisions})")
     return a.to_delayed()
+
+
+# ----------------------------------------------------------- data parallel
+# defined in fastmlp/dask/parallel.py, which uses the block helpers above
+from .parallel import DataParallel  # noqa: E402

@@ -1,0 +1,385 @@
+"""``DataParallel``: one fastmlp model trained by all the workers of a dask
+cluster at once, each on the row blocks it holds.
+
+The row blocks are checked, encoded and persisted on the workers once per
+``fit`` (``persist=False``: recomputed from their source in every round, for
+data larger than the cluster's memory); only the model's numbers travel.
+
+- **L-BFGS** is exact: every evaluation of the loss and gradient that scipy's
+  L-BFGS-B asks for is one task per block (the compiled full-batch loss and
+  gradient of the block, without the L2 term), and the client adds the
+  blocks' weighted sums in block order, divides by the total sample weight
+  (the rows, without weights) and adds the L2 term once. The driver is the
+  one an in-memory fit uses (``Engine._lbfgs``), so the model equals the
+  in-memory fit on the concatenated blocks up to rounding.
+- **SGD and Adam** average models. The blocks are grouped, in block order,
+  into ``n_shards`` shards (default: one per worker), each kept on one
+  worker. Every round, each shard trains from the same weights and optimiser
+  state for one epoch of its rows (or for ``sync_every`` minibatches of
+  it), with the model's batch size and a row order drawn from its
+  ``random_state``; the client then averages weights and optimiser state
+  (Adam's two moments, SGD's velocity), each shard weighted by the rows it
+  trained on in the round (their sample-weight sum, with weights). What the
+  averaged model's records mean:
+
+  - Adam's step count (which sets its bias correction) advances by the
+    weighted mean, rounded, of the minibatches the shards took in the round;
+  - ``n_iter_``: epochs, i.e. passes of every shard over its rows, as in
+    memory; ``t_``: rows trained on, all shards together (the whole data's
+    training rows per epoch, as in memory);
+  - ``loss_curve_``: per epoch, the training loss the shards saw while
+    training, the row-weighted mean of their epoch losses (each computed as
+    in memory, minibatch by minibatch);
+  - the stopping rule (``tol``, ``n_iter_no_change``/``patience``), the
+    learning-rate schedules, ``early_stopping``/``validation`` (its share of
+    each shard's rows held out; the score is of the averaged model on all of
+    them) and ``verbose`` apply once per epoch, to these records.
+
+  A shard whose worker is lost is trained again elsewhere from the same start
+  and seed, so the model does not depend on which worker trained what.
+"""
+
+import copy
+import time
+from numbers import Integral
+
+import dask
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+
+from ..engine import LearningRate
+from . import _row_blocks, models, tasks
+
+__all__ = ["DataParallel"]
+
+#: Rows of zeros a model is set up with when nothing else decides their number.
+_STAND_IN_ROWS = 1
+
+
+class DataParallel(BaseEstimator):
+    """Train a fastmlp model on a dask cluster with every worker at once.
+
+    Parameters
+    ----------
+    estimator : fastmlp.sklearn.MLPClassifier, MLPRegressor or fastmlp.MLP
+        The model to train (not changed; ``fit`` trains a clone). Its own
+        parameters keep their meaning: solver, epochs, stopping rule, early
+        stopping, ``warm_start`` (continue from ``estimator_``), verbose.
+    sync_every : None or int
+        SGD and Adam: minibatches each shard trains between two averagings;
+        None: once per epoch.
+    n_shards : None or int
+        SGD and Adam: shards the row blocks are grouped into, in block order;
+        None: one per worker (at most one per block).
+    persist : bool
+        Keep the checked blocks (shards) in the workers' memory during ``fit``;
+        False recomputes them from their source every round.
+    client : distributed.Client or None
+        None: the current client (``distributed.default_client()``).
+
+    Attributes (after ``fit``)
+    --------------------------
+    estimator_ : the fitted model, an ordinary one of the wrapped class
+    n_shards_ : shards (SGD and Adam) or blocks (L-BFGS) trained on in parallel
+    """
+
+    def __init__(self, estimator, *, sync_every=None, n_shards=None, persist=True,
+                 client=None):
+        self.estimator = estimator
+        self.sync_every = sync_every
+        self.n_shards = n_shards
+        self.persist = persist
+        self.client = client
+
+    # --------------------------------------------------------------- fit
+    def fit(self, X, y, sample_weight=None):
+        """Train on X, y: a dask array split by rows and a dask array (or dask
+        DataFrame and Series split alike), with ``sample_weight`` None or
+        split like y. Returns self; ``estimator_`` changes only when the whole
+        fit succeeds."""
+        fam = models.family(self.estimator)
+        for name in ("sync_every", "n_shards"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
+                                      or value < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
+        X_blocks, y_blocks, w_blocks, stand_in = _blocks(X, y, sample_weight)
+        client = self.client if self.client is not None else _default_client()
+        est = self._model_to_train(fam)
+        token = dask.base.tokenize(time.time_ns(), id(self))[:12]
+
+        # what the whole data holds: rows, and classes for a classifier
+        surveys = client.compute(
+            [dask.delayed(tasks.survey_block, pure=True)(yb, fam.classify(est), i,
+                                                          dask_key_name=(f"dp-survey-{token}", i))
+             for i, yb in enumerate(y_blocks)], sync=True)
+        n_rows = sum(r for r, _, _, _ in surveys)
+        labels, counts = _labels(surveys)
+        y_stand_in = labels if labels is not None else surveys[0][3][:_STAND_IN_ROWS]
+        s = fam.start(est, stand_in(len(y_stand_in)), y_stand_in, n_rows)
+        worker_model = dask.delayed(fam.for_workers(est, labels, counts), pure=True)
+        blocks = [dask.delayed(tasks.prepare_block, pure=True)(
+                      fam, worker_model, Xb, yb, wb, i, dask_key_name=(f"dp-block-{token}", i))
+                  for i, (Xb, yb, wb) in enumerate(zip(X_blocks, y_blocks, w_blocks))]
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
+            raise ValueError("the cluster has no workers")
+        spec = tasks.Spec(est._net.sizes, est._net.activation, est._net.output,
+                          est._net.solver, est.backend_, s, bool(est.shuffle),
+                          fam.classify(est) if fam.classify(est) is not None
+                          else est._net.output == "softmax", self.sync_every)
+        if est._net.solver == "lbfgs":
+            units = blocks
+        else:
+            n_shards = min(self.n_shards or len(workers), len(blocks))
+            fraction = fam.validation_fraction(est)
+            seeds = _seeds(fam.random_state(est), n_shards)
+            groups = np.array_split(np.arange(len(blocks)), n_shards)
+            units = [dask.delayed(tasks.make_shard, pure=True)(
+                         [blocks[b] for b in group], fraction, int(seed), spec.classify, j,
+                         dask_key_name=(f"dp-shard-{token}", j))
+                     for j, (group, seed) in enumerate(zip(groups, seeds))]
+        if self.persist:
+            units = _persist(client, units, workers)
+        run = _Rounds(client, units, spec, token)
+        if est._net.solver == "lbfgs":
+            _fit_lbfgs(est, fam, run, s)
+        else:
+            _fit_averaged(est, fam, run, s, n_rows, validating=bool(fam.validation_fraction(est)))
+        self.estimator_ = est
+        self.n_shards_ = len(units)
+        return self
+
+    def _model_to_train(self, fam):
+        """A clone of the wrapped model, or with ``warm_start`` a copy of the
+        fitted one (``estimator_``, else the wrapped model if it is fitted)
+        with the wrapped model's current parameters."""
+        if fam.warm(self.estimator):
+            fitted = self.__dict__.get("estimator_")
+            if fitted is None and "_net" in self.estimator.__dict__:
+                fitted = self.estimator
+            if fitted is not None:
+                est = copy.deepcopy(fitted)
+                est.set_params(**self.estimator.get_params(deep=False))
+                return est
+        return clone(self.estimator)
+
+    # ----------------------------------------------------------- predict
+    def _post_fit(self):
+        from dask_ml.wrappers import ParallelPostFit
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "estimator_")
+        scoring = None
+        if not hasattr(self.estimator_, "_is_classifier"):  # fastmlp.MLP
+            scoring = "accuracy" if "classes_" in self.estimator_.__dict__ else "r2"
+        return ParallelPostFit(self.estimator_, scoring=scoring)
+
+    def predict(self, X):
+        """Predictions for X: a lazy dask array (or dask Series/DataFrame), one
+        task per block, for dask input; computed here for in-memory input."""
+        return self._post_fit().predict(X)
+
+    def predict_proba(self, X):
+        """Class probabilities, lazily as ``predict``."""
+        return self._post_fit().predict_proba(X)
+
+    def score(self, X, y, compute=True):
+        """Accuracy (classifier) or R^2 (regressor) of ``estimator_`` on X, y,
+        one task per block; ``compute=False``: a lazy dask value."""
+        return self._post_fit().score(X, y, compute=compute)
+
+    @property
+    def classes_(self):
+        return self.estimator_.classes_
+
+
+# ------------------------------------------------------------------ rounds
+class _Rounds:
+    """Submits one round of tasks, one per unit (block or shard), and returns
+    their results in unit order."""
+
+    def __init__(self, client, units, spec, token):
+        self.client = client
+        self.units = units
+        self.spec = spec
+        self.token = token
+        self.count = 0
+
+    def __call__(self, function, *args, only=None, per_unit=None):
+        """``function(unit, *args, *per_unit[i])`` for every unit ``i`` (those
+        in ``only``); results in that order."""
+        self.count += 1
+        name = f"dp-{function.__name__.replace('_', '-')}-{self.token}"
+        chosen = range(len(self.units)) if only is None else only
+        task = dask.delayed(function, pure=False)
+        graph = [task(self.units[i], *args, *(per_unit[i] if per_unit else ()),
+                      dask_key_name=(name, self.count, i))
+                 for i in chosen]
+        return self.client.compute(graph, sync=True)
+
+
+def _fit_lbfgs(est, fam, run, s):
+    """scipy's L-BFGS-B on the sum of the blocks' losses and gradients."""
+    net = est._net
+    weights_only = np.zeros(net.params.shape[0], dtype=bool)
+    for W in net.views(np.arange(net.params.shape[0]))[0]:
+        weights_only[W.ravel()] = True
+
+    def loss_and_grad(params):
+        results = run(tasks.block_loss_gradient, params.copy(), run.spec)
+        total = data = 0.0
+        grad = np.zeros(params.shape[0], dtype=np.float64)
+        for weight, block_loss, block_grad in results:  # block order: a fixed rounding
+            total += weight
+            data += block_loss
+            grad += block_grad
+        if not total > 0:
+            raise ValueError("the sample weights sum to 0: there is nothing to fit")
+        W = np.where(weights_only, params.astype(np.float64), 0.0)
+        penalty = 0.5 * s.alpha * float(W @ W) / total
+        grad = grad / total + s.alpha * W / total
+        return data / total * s.loss_scale + penalty, grad
+
+    result = est._lbfgs(loss_and_grad, s, iprint=fam.lbfgs_iprint(est))
+    fam.lbfgs_done(est, result, s)
+
+
+def _fit_averaged(est, fam, run, s, n_rows, validating):
+    """Epochs of synchronous model averaging over the shards, under the
+    model's stopping rule."""
+    net = est._net
+    est._lr = LearningRate(s.lr_schedule, s.lr, s.power_t)
+    score = (lambda: _validation_score(run, net.params, run.spec)) if validating else None
+    stopped = False
+    est._report("start", max_iter=s.max_iter, rows=n_rows, incremental=False)
+    try:
+        for _ in range(s.max_iter):
+            t0 = time.perf_counter()
+            seeds = _seeds(fam.random_state(est), len(run.units))
+            active = list(range(len(run.units)))
+            data_loss = penalty = 0.0
+            rows = 0
+            round_index = 0
+            while active:
+                state = {"params": net.params, "state1": net.state1, "state2": net.state2,
+                         "step": net.step}
+                results = run(tasks.train_shard, state, run.spec, est._lr.value, only=active,
+                              per_unit={j: (int(seeds[j]), round_index) for j in active})
+                _average(net, results)
+                data_loss += sum(r["data_loss"] for r in results)
+                penalty += sum(r["penalty"] for r in results)
+                rows += sum(r["rows"] for r in results)
+                active = [j for j, r in zip(active, results) if not r["finished"]]
+                round_index += 1
+            loss = np.float64((data_loss * s.loss_scale + penalty) / rows)
+            if est._epoch_end(loss, rows, s, t0, score):
+                stopped = True
+                break
+        else:
+            est._not_converged(s)
+    finally:
+        est._report("end", stopped=stopped)
+    if validating and est._best_params is not None:
+        np.copyto(net.params, est._best_params)
+
+
+def _average(net, results):
+    """Write the weighted mean of the shards' states into the network."""
+    c = np.array([r["weight"] for r in results], dtype=np.float64)
+    if not c.sum() > 0:
+        c = np.array([r["rows"] for r in results], dtype=np.float64)
+    c /= c.sum()
+    names = ("params", "state1", "state2") if net.solver == "adam" else ("params", "state1")
+    for name in names:
+        mean = sum(ci * r[name].astype(np.float64) for ci, r in zip(c, results))
+        np.copyto(getattr(net, name), mean, casting="same_kind")
+    steps = np.array([r["step"] - net.step for r in results], dtype=np.float64)
+    net.step += int(np.rint(c @ steps))
+
+
+def _validation_score(run, params, spec):
+    """The averaged model's score on the validation rows of all shards."""
+    stats = run(tasks.score_shard, params.copy(), spec)
+    if spec.classify:
+        correct = sum(c for c, _ in stats)
+        weight = sum(w for _, w in stats)
+        return float(correct / weight)
+    w = sum(r[0] for r in stats)
+    sy = sum(r[1] for r in stats)
+    syy = sum(r[2] for r in stats)
+    ss_res = sum(r[3] for r in stats)
+    ss_tot = syy - sy**2 / w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    return float(np.mean(r2))
+
+
+# ------------------------------------------------------------------ input
+def _blocks(X, y, sample_weight):
+    """(X's, y's and the weights' delayed row blocks, a function giving n rows
+    of zeros like X). Refuses X split along columns."""
+    import dask.array as da
+    import dask.dataframe as dd
+
+    if isinstance(X, da.Array) and X.ndim == 2 and X.numblocks[1] > 1:
+        raise ValueError(f"X is split along its columns ({X.numblocks[1]} column blocks); "
+                         "DataParallel trains on row blocks: X.rechunk({1: -1}) first")
+    X_blocks, y_blocks, w_blocks = _row_blocks(X, y, sample_weight)
+    if isinstance(X, dd.DataFrame):
+        meta = X._meta
+
+        def stand_in(n):
+            return meta.reindex(range(n)).fillna(0).astype(meta.dtypes)
+    else:
+        def stand_in(n):
+            return np.zeros((n, X.shape[1]), dtype=X.dtype)
+    return X_blocks, y_blocks, w_blocks, stand_in
+
+
+def _labels(surveys):
+    """(labels, counts) in all blocks together (the distinct rows of an
+    indicator matrix), or (None, None) for regression."""
+    if surveys[0][1] is None:
+        return None, None
+    labels = np.concatenate([s[1] for s in surveys])
+    counts = np.concatenate([s[2] for s in surveys])
+    unique, inverse = np.unique(labels, axis=0 if labels.ndim == 2 else None,
+                                return_inverse=True)
+    return unique, np.bincount(inverse.ravel(), weights=counts,
+                               minlength=len(unique)).astype(np.int64)
+
+
+def _seeds(random_state, n):
+    """n seeds drawn from a model's RandomState or Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state.integers(0, 2**31 - 1, size=n)
+    return random_state.randint(0, 2**31 - 1, size=n)
+
+
+def _persist(client, units, workers):
+    """Persist the units, consecutive ones on the same worker (the shards of
+    a worker, or its share of the blocks); a lost unit may be recomputed on
+    any worker. Raises the first error met in preparing them."""
+    from distributed import futures_of, wait
+
+    groups = np.array_split(np.arange(len(units)), min(len(workers), len(units)))
+    persisted = list(units)
+    for worker, group in zip(workers, groups):
+        done = client.persist([units[i] for i in group], workers=[worker],
+                              allow_other_workers=True)
+        for i, unit in zip(group, done):
+            persisted[i] = unit
+    futures = futures_of(persisted)
+    with client.as_current():
+        wait(futures)
+    for future in futures:
+        if future.status == "error":
+            future.result()  # raises the task's error
+    return persisted
+
+
+def _default_client():
+    from distributed import default_client
+
+    return default_client()
