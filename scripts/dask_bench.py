@@ -17,10 +17,29 @@ Prints Markdown tables:
    compiles what a float32 fit and predict need; ``warmup`` compiles all that
    a fit and predict of either dtype and any solver need.
 
+4. ``DataParallel`` with Adam (``--tables parallel``): 1.2M x 50 float32 rows
+   persisted in 12 blocks, (64,) relu, batch 200: epoch time on 2 and on 1
+   one-thread workers, against ``Incremental`` on the same 2 workers and the
+   in-memory fit in this process (1 thread); test accuracy after each number
+   of epochs, and the time of the shortest fit that reaches ``TARGET``;
+   PyTorch DistributedDataParallel (gloo, 2 processes x 1 thread, batch 200
+   per process) on the same data when torch is installed
+   (requirements-bench.txt);
+5. ``DataParallel`` with L-BFGS (``--tables lbfgs``): 200,000 x 20 float64,
+   20 -> 64 logistic -> 1 logistic, 30 iterations: time per iteration on 2
+   workers against the in-memory fit (1 thread, all cores) and Spark MLlib's
+   ``MultilayerPerceptronClassifier`` on ``local[2]`` (20 -> 64 -> 2 softmax)
+   when pyspark is installed; the time to reach the in-memory fit's final
+   training loss;
+6. the cost of one synchronisation round (``--tables rounds``): rounds of
+   tasks that do nothing on persisted shards, 1, 2 and 12 tasks a round, and
+   the bytes a round moves for the two networks above.
+
 Every cluster has worker processes of one thread, with thread pools sized by
 ``fastmlp.dask.limit_threads``. Usage::
 
-    python scripts/dask_bench.py [--rows N] [--predict-rows N] [--tables train predict compile]
+    python scripts/dask_bench.py [--rows N] [--predict-rows N]
+        [--tables train predict compile parallel lbfgs rounds]
 """
 
 import argparse
@@ -253,6 +272,328 @@ def compile_table():
               f"{' / '.join(f'{t:.2f}' for t in first)} | {wall:.1f} |")
 
 
+# ------------------------------------------------------------ data parallel
+#: Test accuracy whose time to reach is reported for DataParallel and DDP.
+TARGET = 0.99
+PARALLEL_ROWS, PARALLEL_CHUNK, PARALLEL_EPOCHS = 1_200_000, 100_000, 4
+LBFGS_ROWS, LBFGS_FEATURES, LBFGS_BLOCKS, LBFGS_ITERATIONS = 200_000, 20, 4, 30
+
+
+def _adam(seed=0, epochs=PARALLEL_EPOCHS):
+    from fastmlp.sklearn import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=HIDDEN, random_state=seed, dtype="float32",
+                         batch_size=200, n_threads=1, max_iter=epochs, n_iter_no_change=10**6)
+
+
+def parallel_table(repeats):
+    import warnings
+
+    import dask
+    import numpy as np
+    from dask_ml.wrappers import Incremental
+    from distributed import wait
+
+    import fastmlp
+    import fastmlp.dask
+    from fastmlp.dask import DataParallel
+
+    warnings.simplefilter("ignore")  # ConvergenceWarning of every short fit
+    fastmlp.warmup()
+    rows, chunk = PARALLEL_ROWS, PARALLEL_CHUNK
+    X, y = _data(rows, chunk, 0)
+    X_test, y_test = dask.compute(*_data(100_000, 100_000, 99), scheduler="sync")
+    Xn, yn = dask.compute(X, y, scheduler="threads")
+    out, accuracy = [], {}
+    t0 = time.perf_counter()
+    local = _adam().fit(Xn, yn)
+    local_epoch = (time.perf_counter() - t0) / local.n_iter_
+    accuracy["in memory"] = local.score(X_test, y_test)
+    out.append(("in this process, fit, 1 thread", local_epoch))
+    fits = {}
+    for n_workers in (2, 1):
+        cluster, client, _ = _cluster(n_workers)
+        try:
+            fastmlp.dask.warmup(client)
+            Xc, yc = client.persist([X, y])
+            with client.as_current():
+                wait([Xc, yc])
+            seconds = {}
+            for epochs in (range(1, PARALLEL_EPOCHS + 1) if n_workers == 2
+                           else (1, PARALLEL_EPOCHS)):
+                best = None
+                for _ in range(repeats if epochs in (1, PARALLEL_EPOCHS) else 1):
+                    dp = DataParallel(_adam(epochs=epochs), client=client)
+                    t0 = time.perf_counter()
+                    dp.fit(Xc, yc)
+                    wall = time.perf_counter() - t0
+                    best = wall if best is None else min(best, wall)
+                seconds[epochs] = best
+                if n_workers == 2:
+                    fits[epochs] = (best, dp.estimator_.score(X_test, y_test))
+            epoch = (seconds[PARALLEL_EPOCHS] - seconds[1]) / (PARALLEL_EPOCHS - 1)
+            out.append((f"DataParallel, {n_workers} worker(s) x 1 thread, "
+                        f"setup {seconds[1] - epoch:.2f} s per fit", epoch))
+            if n_workers == 2:
+                accuracy["DataParallel, 2 workers"] = fits[PARALLEL_EPOCHS][1]
+                times = []
+                for seed in range(repeats):
+                    t0 = time.perf_counter()
+                    with client.as_current():
+                        Incremental(_model(n_threads=1, seed=seed), shuffle_blocks=False).fit(
+                            Xc, yc, classes=list(range(CLASSES)))
+                    times.append(time.perf_counter() - t0)
+                out.append(("Incremental (dask-ml), 2 workers x 1 thread", min(times)))
+            del Xc, yc
+        finally:
+            client.close()
+            cluster.close()
+    ddp = _ddp(Xn, yn, X_test, y_test)
+    print(f"\n### DataParallel, Adam: {rows:,} rows x {FEATURES} features (float32), "
+          f"{rows // chunk} blocks persisted, MLPClassifier{HIDDEN}, batch 200; epoch time "
+          f"from fits of 1 and {PARALLEL_EPOCHS} epochs, best of {repeats}\n")
+    print("| setting | s per epoch | rows/s |")
+    print("|---|---:|---:|")
+    for name, epoch in out:
+        print(f"| {name} | {epoch:.2f} | {rows / epoch:,.0f} |")
+    if ddp is not None:
+        print(f"| PyTorch DDP (gloo), 2 processes x 1 thread | {ddp['epoch']:.2f} | "
+              f"{rows / ddp['epoch']:,.0f} |")
+    print(f"\nTest accuracy (100,000 rows) after {PARALLEL_EPOCHS} epochs: "
+          + "; ".join(f"{k} {v:.4f}" for k, v in accuracy.items())
+          + ("" if ddp is None else f"; DDP {ddp['accuracy'][-1]:.4f}"))
+    print("\n| epochs | DataParallel fit (s) | test accuracy |"
+          + ("" if ddp is None else " DDP training (s) | DDP test accuracy |"))
+    print("|---:|---:|---:|" + ("" if ddp is None else "---:|---:|"))
+    for epochs, (wall, acc) in sorted(fits.items()):
+        line = f"| {epochs} | {wall:.2f} | {acc:.4f} |"
+        if ddp is not None:
+            line += f" {ddp['epoch'] * epochs:.2f} | {ddp['accuracy'][epochs - 1]:.4f} |"
+        print(line)
+    reach = [wall for wall, acc in fits.values() if acc >= TARGET]
+    print(f"\nTime to test accuracy {TARGET}: DataParallel "
+          f"{'%.2f s' % min(reach) if reach else 'not reached'}"
+          + ("" if ddp is None else "; DDP " + (
+              "%.2f s" % (ddp["epoch"] * (1 + next(i for i, a in enumerate(ddp["accuracy"])
+                                                    if a >= TARGET)))
+              if max(ddp["accuracy"]) >= TARGET else "not reached")))
+
+
+def _ddp(X, y, X_test, y_test):
+    """PyTorch DistributedDataParallel on 2 processes of 1 thread: seconds per
+    epoch and the test accuracy after each epoch, or None without torch."""
+    try:
+        import torch.multiprocessing as mp
+    except ImportError:
+        print("\n(torch is not installed: no DDP row; pip install -r requirements-bench.txt)")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "data.npz")
+        import numpy as np
+
+        np.savez(path, X=X, y=y, X_test=X_test, y_test=y_test)
+        result = mp.get_context("spawn").Manager().dict()
+        mp.spawn(_ddp_worker, args=(2, path, PARALLEL_EPOCHS, result), nprocs=2, join=True)
+        return dict(result)
+
+
+def _ddp_worker(rank, world, path, epochs, result):
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    data = np.load(path)
+    n = data["X"].shape[0]
+    part = slice(rank * n // world, (rank + 1) * n // world)
+    X, y = torch.from_numpy(data["X"][part]), torch.from_numpy(data["y"][part])
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(FEATURES, HIDDEN[0]), nn.ReLU(), nn.Linear(HIDDEN[0], CLASSES))
+    model = nn.parallel.DistributedDataParallel(net)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(rank)
+    spent, accuracy = 0.0, []
+    for _ in range(epochs):
+        dist.barrier()
+        t0 = time.perf_counter()
+        order = torch.randperm(X.shape[0], generator=g)
+        for start in range(0, X.shape[0], 200):
+            rows = order[start:start + 200]
+            opt.zero_grad()
+            loss_fn(model(X[rows]), y[rows]).backward()
+            opt.step()
+        dist.barrier()
+        spent += time.perf_counter() - t0
+        with torch.no_grad():
+            pred = net(torch.from_numpy(data["X_test"])).argmax(1).numpy()
+        accuracy.append(float(np.mean(pred == data["y_test"])))
+    if rank == 0:
+        result["epoch"] = spent / epochs
+        result["accuracy"] = accuracy
+    dist.destroy_process_group()
+
+
+def _lbfgs_data():
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((LBFGS_ROWS, LBFGS_FEATURES))
+    w = rng.standard_normal(LBFGS_FEATURES)
+    y = (np.tanh(X @ w / 2) + 0.3 * X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    return X, y
+
+
+def _lbfgs_model():
+    from fastmlp.sklearn import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=HIDDEN, activation="logistic", solver="lbfgs",
+                         max_iter=LBFGS_ITERATIONS, tol=0.0, random_state=0)
+
+
+def lbfgs_table(repeats):
+    import warnings
+
+    import dask.array as da
+    import numpy as np
+    from distributed import wait
+
+    import fastmlp.dask
+    from fastmlp.dask import DataParallel
+
+    warnings.simplefilter("ignore")
+    X, y = _lbfgs_data()
+    out = []
+    reference = None
+    for n_threads in (1, None):
+        best = None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model = _lbfgs_model().set_params(n_threads=n_threads).fit(X, y)
+            wall = time.perf_counter() - t0
+            best = wall if best is None else min(best, wall)
+        reference = model
+        label = "all cores" if n_threads is None else "1 thread"
+        out.append((f"in this process, fit ({label})", best, model.n_iter_, model.loss_))
+    cluster, client, _ = _cluster(2)
+    try:
+        fastmlp.dask.warmup(client)
+        chunk = -(-LBFGS_ROWS // LBFGS_BLOCKS)
+        dX, dy = client.persist([da.from_array(X, chunks=(chunk, -1)),
+                                 da.from_array(y, chunks=chunk)])
+        with client.as_current():
+            wait([dX, dy])
+        best = None
+        for _ in range(repeats):
+            dp = DataParallel(_lbfgs_model(), client=client)
+            t0 = time.perf_counter()
+            dp.fit(dX, dy)
+            wall = time.perf_counter() - t0
+            best = wall if best is None else min(best, wall)
+        change = np.max(np.abs(dp.estimator_._net.params - reference._net.params)) / np.max(
+            np.abs(reference._net.params))
+        out.append((f"DataParallel, 2 workers x 1 thread, {LBFGS_BLOCKS} blocks", best,
+                    dp.estimator_.n_iter_, dp.estimator_.loss_))
+        del dX, dy
+    finally:
+        client.close()
+        cluster.close()
+    spark = _spark(X, y)
+    if spark is not None:
+        out.append(("Spark MLlib MultilayerPerceptronClassifier, local[2] (20-64-2 softmax)",
+                    spark, LBFGS_ITERATIONS, float("nan")))
+    print(f"\n### DataParallel, L-BFGS: {LBFGS_ROWS:,} rows x {LBFGS_FEATURES} features "
+          f"(float64), {LBFGS_FEATURES} -> 64 logistic -> 1 logistic, {LBFGS_ITERATIONS} "
+          f"iterations; whole fit, best of {repeats}\n")
+    print("| setting | fit (s) | iterations | ms per iteration | final training loss |")
+    print("|---|---:|---:|---:|---:|")
+    for name, wall, iters, loss in out:
+        print(f"| {name} | {wall:.2f} | {iters} | {1000 * wall / iters:.0f} | {loss:.6f} |")
+    print(f"\nDataParallel's weights differ from the in-memory fit's by {change:.1e} "
+          "(relative, largest); its time to the in-memory fit's final training loss is its "
+          "whole fit.")
+
+
+def _spark(X, y):
+    """Seconds of Spark MLlib's fit on local[2], or None without pyspark."""
+    try:
+        from pyspark.ml.classification import MultilayerPerceptronClassifier
+        from pyspark.ml.linalg import Vectors
+        from pyspark.sql import SparkSession
+    except ImportError:
+        print("\n(pyspark is not installed: no Spark row; pip install -r requirements-bench.txt)")
+        return None
+    spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "2g")
+             .config("spark.ui.enabled", "false").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        rows = [(float(label), Vectors.dense(x)) for x, label in zip(X.tolist(), y.tolist())]
+        frame = spark.createDataFrame(rows, ["label", "features"]).repartition(2).cache()
+        frame.count()
+        best = None
+        for _ in range(2):
+            mlp = MultilayerPerceptronClassifier(layers=[LBFGS_FEATURES, HIDDEN[0], 2],
+                                                 maxIter=LBFGS_ITERATIONS, tol=0.0, seed=0,
+                                                 solver="l-bfgs")
+            t0 = time.perf_counter()
+            mlp.fit(frame)
+            wall = time.perf_counter() - t0
+            best = wall if best is None else min(best, wall)
+        return best
+    finally:
+        spark.stop()
+
+
+def _nothing(unit):
+    return None
+
+
+def rounds_table(repeats):
+    import dask
+    import numpy as np
+    from distributed import wait
+
+    import fastmlp.dask
+    from fastmlp.dask import parallel
+    from fastmlp.kernels import n_params
+
+    results = []
+    for n_workers in (1, 2):
+        cluster, client, _ = _cluster(n_workers)
+        try:
+            fastmlp.dask.warmup(client)
+            for n_tasks in (1, 2, 12):
+                units = [dask.delayed(np.zeros)(10) for _ in range(n_tasks)]
+                units = parallel._persist(client, units, sorted(
+                    client.scheduler_info(n_workers=-1)["workers"]))
+                run = parallel._Rounds(client, units, None, f"bench-{n_tasks}")
+                for _ in range(5):
+                    run(_nothing)
+                t0 = time.perf_counter()
+                n_rounds = 50 * repeats
+                for _ in range(n_rounds):
+                    run(_nothing)
+                results.append((n_workers, n_tasks, (time.perf_counter() - t0) / n_rounds))
+                del units, run
+        finally:
+            client.close()
+            cluster.close()
+    print("\n### One synchronisation round: tasks that do nothing on persisted data\n")
+    print("| workers | tasks per round | ms per round |")
+    print("|---:|---:|---:|")
+    for n_workers, n_tasks, seconds in results:
+        print(f"| {n_workers} | {n_tasks} | {1000 * seconds:.2f} |")
+    adam = n_params(np.array((FEATURES,) + HIDDEN + (CLASSES,)))
+    lbfgs = n_params(np.array((LBFGS_FEATURES,) + HIDDEN + (1,)))
+    print(f"\nBytes per task and round: Adam {FEATURES}-{HIDDEN[0]}-{CLASSES} float32, "
+          f"{adam} parameters: weights + 2 moments = {3 * adam * 4:,} B to the worker and "
+          f"{3 * adam * 4:,} B back; L-BFGS {LBFGS_FEATURES}-{HIDDEN[0]}-1 float64, {lbfgs} "
+          f"parameters: {lbfgs * 8:,} B of weights out, {lbfgs * 8:,} B of gradient back.")
+
+
 def _cpu():
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -270,7 +611,8 @@ def main(argv=None):
     p.add_argument("--chunk", type=int, default=100_000, help="rows per block")
     p.add_argument("--predict-rows", type=int, default=10_000_000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--tables", nargs="+", choices=["train", "predict", "compile"],
+    p.add_argument("--tables", nargs="+",
+                   choices=["train", "predict", "compile", "parallel", "lbfgs", "rounds"],
                    default=["train", "predict", "compile"],
                    help="the tables to measure ('compile' compiles twice from scratch)")
     args = p.parse_args(argv)
@@ -292,6 +634,12 @@ def main(argv=None):
         predict_table(args.predict_rows, args.chunk * 10, args.repeats)
     if "compile" in args.tables:
         compile_table()
+    if "parallel" in args.tables:
+        parallel_table(args.repeats)
+    if "lbfgs" in args.tables:
+        lbfgs_table(args.repeats)
+    if "rounds" in args.tables:
+        rounds_table(args.repeats)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def test_lbfgs_equals_in_memory_fit(client, kind):
     _assert_same(dp.estimator_, want, RTOL)
     assert dp.estimator_.n_iter_ == want.n_iter_
     assert dp.estimator_.loss_ == pytest.approx(want.loss_, rel=RTOL)
-    assert dp.n_shards_ == 4
+    assert dp.n_shards_ == 2
     assert "_net" not in est.__dict__  # the wrapped model is left alone
 
 
@@ -107,9 +107,9 @@ def test_lbfgs_recomputing_blocks_each_round_gives_the_same_model(client):
 def test_one_shard_in_rounds_of_sync_every_is_the_in_memory_fit(client):
     """Averaging one shard changes nothing: rounds of 3 minibatches pass the
     weights, Adam's moments and step on exactly."""
-    X, y = _task(n=1000)
+    X, y = _task(n=1024)
     est = MLPClassifier((8,), max_iter=4, batch_size=64, shuffle=False, random_state=0)
-    dX, dy = _dask(X, y, chunk=250)
+    dX, dy = _dask(X, y, chunk=256)  # whole minibatches per block: rounds span blocks
     dp = DataParallel(est, sync_every=3, n_shards=1, client=client).fit(dX, dy)
     want = clone(est).fit(X, y)
     _assert_same(dp.estimator_, want, 0)
@@ -251,7 +251,7 @@ def test_worker_killed_mid_fit(client, strict_client, retries):
     dX, dy = _dask(X, y, chunk=3000)
     dp = DataParallel(est, client=use)
     before = dp.fit(dX, dy).estimator_
-    killer = _kill_during_chain(use, "dp-train-shard-", from_step=2)
+    killer = _kill_during_chain(use, "dp-train-block-", from_step=3)
     try:
         if retries:
             dp.fit(dX, dy)

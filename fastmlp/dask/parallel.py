@@ -16,11 +16,14 @@ data larger than the cluster's memory); only the model's numbers travel.
   into ``n_shards`` shards (default: one per worker), each kept on one
   worker. Every round, each shard trains from the same weights and optimiser
   state for one epoch of its rows (or for ``sync_every`` minibatches of
-  it), with the model's batch size and a row order drawn from its
-  ``random_state``; the client then averages weights and optimiser state
-  (Adam's two moments, SGD's velocity), each shard weighted by the rows it
-  trained on in the round (their sample-weight sum, with weights). What the
-  averaged model's records mean:
+  it): its blocks in order, each block's rows in an order drawn for the
+  epoch from the model's ``random_state``, in minibatches of the model's
+  batch size (a block's last one may be smaller), one task per block in a
+  chain, so that a task holds one block, never a whole shard. The client
+  then averages weights and optimiser state (Adam's two moments, SGD's
+  velocity), each shard weighted by the rows it trained on in the round
+  (their sample-weight sum, with weights). What the averaged model's records
+  mean:
 
   - Adam's step count (which sets its bias correction) advances by the
     weighted mean, rounded, of the minibatches the shards took in the round;
@@ -32,8 +35,9 @@ data larger than the cluster's memory); only the model's numbers travel.
     in memory, minibatch by minibatch);
   - the stopping rule (``tol``, ``n_iter_no_change``/``patience``), the
     learning-rate schedules, ``early_stopping``/``validation`` (its share of
-    each shard's rows held out; the score is of the averaged model on all of
-    them) and ``verbose`` apply once per epoch, to these records.
+    each block's rows held out, per class for a classifier; the score is of
+    the averaged model on all of them) and ``verbose`` apply once per
+    epoch, to these records.
 
   A shard whose worker is lost is trained again elsewhere from the same start
   and seed, so the model does not depend on which worker trained what.
@@ -80,7 +84,7 @@ class DataParallel(BaseEstimator):
     Attributes (after ``fit``)
     --------------------------
     estimator_ : the fitted model, an ordinary one of the wrapped class
-    n_shards_ : shards (SGD and Adam) or blocks (L-BFGS) trained on in parallel
+    n_shards_ : shards trained in parallel (L-BFGS: groups of blocks, one per worker)
     """
 
     def __init__(self, estimator, *, sync_every=None, n_shards=None, persist=True,
@@ -118,36 +122,33 @@ class DataParallel(BaseEstimator):
         y_stand_in = labels if labels is not None else surveys[0][3][:_STAND_IN_ROWS]
         s = fam.start(est, stand_in(len(y_stand_in)), y_stand_in, n_rows)
         worker_model = dask.delayed(fam.for_workers(est, labels, counts), pure=True)
+        classify = fam.classify(est)
+        classify = est._net.output == "softmax" if classify is None else classify
+        fraction = fam.validation_fraction(est)
+        seeds = _seeds(fam.random_state(est), len(X_blocks)) if fraction else [0] * len(X_blocks)
         blocks = [dask.delayed(tasks.prepare_block, pure=True)(
-                      fam, worker_model, Xb, yb, wb, i, dask_key_name=(f"dp-block-{token}", i))
-                  for i, (Xb, yb, wb) in enumerate(zip(X_blocks, y_blocks, w_blocks))]
+                      fam, worker_model, Xb, yb, wb, fraction, int(seed), classify, i,
+                      dask_key_name=(f"dp-block-{token}", i))
+                  for i, (Xb, yb, wb, seed) in enumerate(zip(X_blocks, y_blocks, w_blocks, seeds))]
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if not workers:
             raise ValueError("the cluster has no workers")
-        spec = tasks.Spec(est._net.sizes, est._net.activation, est._net.output,
-                          est._net.solver, est.backend_, s, bool(est.shuffle),
-                          fam.classify(est) if fam.classify(est) is not None
-                          else est._net.output == "softmax", self.sync_every)
-        if est._net.solver == "lbfgs":
-            units = blocks
-        else:
-            n_shards = min(self.n_shards or len(workers), len(blocks))
-            fraction = fam.validation_fraction(est)
-            seeds = _seeds(fam.random_state(est), n_shards)
-            groups = np.array_split(np.arange(len(blocks)), n_shards)
-            units = [dask.delayed(tasks.make_shard, pure=True)(
-                         [blocks[b] for b in group], fraction, int(seed), spec.classify, j,
-                         dask_key_name=(f"dp-shard-{token}", j))
-                     for j, (group, seed) in enumerate(zip(groups, seeds))]
+        lbfgs = est._net.solver == "lbfgs"
+        n_shards = min(len(workers) if lbfgs or not self.n_shards else self.n_shards,
+                       len(blocks))
+        shards = [g.tolist() for g in np.array_split(np.arange(len(blocks)), n_shards)]
         if self.persist:
-            units = _persist(client, units, workers)
-        run = _Rounds(client, units, spec, token)
-        if est._net.solver == "lbfgs":
+            blocks = _persist(client, blocks, shards, workers)
+        spec = tasks.Spec(est._net.sizes, est._net.activation, est._net.output,
+                          est._net.solver, est.backend_, s, bool(est.shuffle), classify)
+        run = _Rounds(client, blocks, spec, token)
+        if lbfgs:
             _fit_lbfgs(est, fam, run, s)
         else:
-            _fit_averaged(est, fam, run, s, n_rows, validating=bool(fam.validation_fraction(est)))
+            _fit_averaged(est, fam, run, s, shards, self.sync_every, n_rows,
+                          validating=bool(fraction))
         self.estimator_ = est
-        self.n_shards_ = len(units)
+        self.n_shards_ = n_shards
         return self
 
     def _model_to_train(self, fam):
@@ -196,27 +197,51 @@ class DataParallel(BaseEstimator):
 
 # ------------------------------------------------------------------ rounds
 class _Rounds:
-    """Submits one round of tasks, one per unit (block or shard), and returns
-    their results in unit order."""
+    """Runs rounds of tasks on the prepared blocks (futures when persisted,
+    else delayed objects that each round computes again) and returns their
+    results in block order."""
 
     def __init__(self, client, units, spec, token):
+        from distributed import futures_of
+
         self.client = client
         self.units = units
+        self.futures = [futures_of(u)[0] if futures_of(u) else None for u in units]
         self.spec = spec
         self.token = token
         self.count = 0
 
-    def __call__(self, function, *args, only=None, per_unit=None):
-        """``function(unit, *args, *per_unit[i])`` for every unit ``i`` (those
-        in ``only``); results in that order."""
+    def __call__(self, function, *args):
+        """``function(unit, *args)`` for every unit, one task each. Persisted
+        units' tasks are submitted directly (a few milliseconds less per
+        round than building a graph)."""
         self.count += 1
         name = f"dp-{function.__name__.replace('_', '-')}-{self.token}"
-        chosen = range(len(self.units)) if only is None else only
+        if all(f is not None for f in self.futures):
+            futures = [self.client.submit(function, f, *args, key=(name, self.count, i),
+                                          pure=False)
+                       for i, f in enumerate(self.futures)]
+            return self.client.gather(futures)
         task = dask.delayed(function, pure=False)
-        graph = [task(self.units[i], *args, *(per_unit[i] if per_unit else ()),
-                      dask_key_name=(name, self.count, i))
-                 for i in chosen]
+        graph = [task(unit, *args, dask_key_name=(name, self.count, i))
+                 for i, unit in enumerate(self.units)]
         return self.client.compute(graph, sync=True)
+
+    def chains(self, function, start, links):
+        """For each chain of ``links`` (lists of (unit, *args)), the result of
+        ``function(unit, state, *args)`` applied link after link from
+        ``start``; the chains' results in order."""
+        self.count += 1
+        name = f"dp-{function.__name__.replace('_', '-')}-{self.token}"
+        task = dask.delayed(function, pure=False)
+        ends = []
+        for chain in links:
+            state = start
+            for unit, *args in chain:
+                state = task(self.units[unit], state, *args,
+                             dask_key_name=(name, self.count, unit))
+            ends.append(state)
+        return self.client.compute(ends, sync=True)
 
 
 def _fit_lbfgs(est, fam, run, s):
@@ -245,10 +270,15 @@ def _fit_lbfgs(est, fam, run, s):
     fam.lbfgs_done(est, result, s)
 
 
-def _fit_averaged(est, fam, run, s, n_rows, validating):
+def _fit_averaged(est, fam, run, s, shards, sync_every, n_rows, validating):
     """Epochs of synchronous model averaging over the shards, under the
-    model's stopping rule."""
+    model's stopping rule. A shard's epoch visits its blocks in order, each
+    block's rows in an order drawn for the epoch, in minibatches of the
+    model's batch size (a block's last one may be smaller); a round trains
+    ``sync_every`` of them (None: all), chaining the blocks it spans."""
     net = est._net
+    rows = run(tasks.block_rows)
+    batches = [-(-n // max(1, min(s.batch_size, n))) if n else 0 for n in rows]
     est._lr = LearningRate(s.lr_schedule, s.lr, s.power_t)
     score = (lambda: _validation_score(run, net.params, run.spec)) if validating else None
     stopped = False
@@ -256,24 +286,22 @@ def _fit_averaged(est, fam, run, s, n_rows, validating):
     try:
         for _ in range(s.max_iter):
             t0 = time.perf_counter()
-            seeds = _seeds(fam.random_state(est), len(run.units))
-            active = list(range(len(run.units)))
-            data_loss = penalty = 0.0
-            rows = 0
-            round_index = 0
-            while active:
-                state = {"params": net.params, "state1": net.state1, "state2": net.state2,
-                         "step": net.step}
-                results = run(tasks.train_shard, state, run.spec, est._lr.value, only=active,
-                              per_unit={j: (int(seeds[j]), round_index) for j in active})
+            seeds = _seeds(fam.random_state(est), len(rows))
+            plans = [_rounds_of(shard, batches, sync_every) for shard in shards]
+            epoch = {"data_loss": 0.0, "penalty": 0.0, "rows": 0}
+            for r in range(max(len(p) for p in plans)):
+                start = {"params": net.params, "state1": net.state1, "state2": net.state2,
+                         "step": net.step, "data_loss": 0.0, "penalty": 0.0, "rows": 0,
+                         "weight": 0.0}
+                links = [[(b, run.spec, est._lr.value, int(seeds[b]), first, last)
+                          for b, first, last in p[r]] for p in plans if r < len(p)]
+                results = run.chains(tasks.train_block, start, links)
                 _average(net, results)
-                data_loss += sum(r["data_loss"] for r in results)
-                penalty += sum(r["penalty"] for r in results)
-                rows += sum(r["rows"] for r in results)
-                active = [j for j, r in zip(active, results) if not r["finished"]]
-                round_index += 1
-            loss = np.float64((data_loss * s.loss_scale + penalty) / rows)
-            if est._epoch_end(loss, rows, s, t0, score):
+                for key in epoch:
+                    epoch[key] += sum(res[key] for res in results)
+            loss = np.float64((epoch["data_loss"] * s.loss_scale + epoch["penalty"])
+                              / epoch["rows"])
+            if est._epoch_end(loss, epoch["rows"], s, t0, score):
                 stopped = True
                 break
         else:
@@ -282,6 +310,23 @@ def _fit_averaged(est, fam, run, s, n_rows, validating):
         est._report("end", stopped=stopped)
     if validating and est._best_params is not None:
         np.copyto(net.params, est._best_params)
+
+
+def _rounds_of(shard, batches, sync_every):
+    """A shard's epoch cut into rounds: per round, the (block, first
+    minibatch, end minibatch) pieces it trains, in order."""
+    sequence = [(b, i) for b in shard for i in range(batches[b])]
+    size = len(sequence) if sync_every is None else sync_every
+    rounds = []
+    for lo in range(0, len(sequence), max(size, 1)):
+        pieces = []
+        for b, i in sequence[lo:lo + size]:
+            if pieces and pieces[-1][0] == b:
+                pieces[-1][2] = i + 1
+            else:
+                pieces.append([b, i, i + 1])
+        rounds.append([tuple(p) for p in pieces])
+    return rounds
 
 
 def _average(net, results):
@@ -300,7 +345,7 @@ def _average(net, results):
 
 def _validation_score(run, params, spec):
     """The averaged model's score on the validation rows of all shards."""
-    stats = run(tasks.score_shard, params.copy(), spec)
+    stats = run(tasks.score_block, params.copy(), spec)
     if spec.classify:
         correct = sum(c for c, _ in stats)
         weight = sum(w for _, w in stats)
@@ -357,19 +402,18 @@ def _seeds(random_state, n):
     return random_state.randint(0, 2**31 - 1, size=n)
 
 
-def _persist(client, units, workers):
-    """Persist the units, consecutive ones on the same worker (the shards of
-    a worker, or its share of the blocks); a lost unit may be recomputed on
-    any worker. Raises the first error met in preparing them."""
+def _persist(client, blocks, shards, workers):
+    """Persist the blocks, those of a shard on the same worker; a lost block
+    may be recomputed on any worker. Raises the first error met in preparing
+    them."""
     from distributed import futures_of, wait
 
-    groups = np.array_split(np.arange(len(units)), min(len(workers), len(units)))
-    persisted = list(units)
-    for worker, group in zip(workers, groups):
-        done = client.persist([units[i] for i in group], workers=[worker],
+    persisted = list(blocks)
+    for j, shard in enumerate(shards):
+        done = client.persist([blocks[b] for b in shard], workers=[workers[j % len(workers)]],
                               allow_other_workers=True)
-        for i, unit in zip(group, done):
-            persisted[i] = unit
+        for b, block in zip(shard, done):
+            persisted[b] = block
     futures = futures_of(persisted)
     with client.as_current():
         wait(futures)

@@ -1,15 +1,15 @@
-"""The tasks ``DataParallel`` runs on the workers: each touches one row block
-or one shard, and receives and returns only a model's numbers.
+"""The tasks ``DataParallel`` runs on the workers: each touches one row
+block, and receives and returns only a model's numbers.
 
 - ``survey_block``: a block's rows and, for classification, its labels;
-- ``prepare_block``: a block validated and encoded for the kernels (``Data``);
-- ``make_shard``: blocks joined into a shard, with its share of the
-  validation rows held out;
+- ``prepare_block``: a block validated and encoded for the kernels, with its
+  share of the validation rows held out (a ``Block``);
+- ``block_rows``: a prepared block's training rows;
 - ``block_loss_gradient``: a block's weighted data loss and its gradient
   (sums, not means, so that the client adds them up);
-- ``train_shard``: a shard trained from a given state for one epoch, or for
-  one slice of ``sync_every`` minibatches of it;
-- ``score_shard``: what the validation score needs from a shard's held-out rows.
+- ``train_block``: some minibatches of a block's epoch trained from a given
+  state, the next link of its shard's chain;
+- ``score_block``: what the validation score needs from a block's held-out rows.
 """
 
 from dataclasses import dataclass
@@ -39,13 +39,11 @@ class Spec:
     settings: Settings
     shuffle: bool
     classify: bool
-    #: minibatches per synchronisation (None: a whole epoch)
-    sync_every: int = None
 
 
 @dataclass
-class Shard:
-    """A shard's training rows and its held-out validation rows (or None)."""
+class Block:
+    """A block's training rows and its held-out validation rows (or None)."""
 
     train: Data
     val: Data = None
@@ -70,60 +68,41 @@ def survey_block(y, classify, index):
     return y.shape[0], labels, counts, y[:HEAD_ROWS]
 
 
-def prepare_block(family, model, X, y, sample_weight, index):
+def prepare_block(family, model, X, y, sample_weight, fraction, seed, classify, index):
     """Block ``index`` checked and encoded by ``family`` for ``model`` (a copy
-    of the model being trained, already set up): a ``Data``."""
+    of the model being trained, already set up); with ``fraction`` > 0 that
+    share of its rows (of each class, for a single-output classifier) is held
+    out for validation, drawn with ``seed``. Returns a ``Block``."""
+    from ..model import _hold_out
+
     try:
-        return family.prepare(model, X, y, sample_weight)
+        data = family.prepare(model, X, y, sample_weight)
+        if not fraction:
+            return Block(data)
+        if data.y.shape[0]:
+            groups, stratify = data.y, classify
+        elif classify and data.Y.shape[1] == 1:
+            groups, stratify = data.Y[:, 0], True
+        else:
+            groups, stratify = np.zeros(data.n), False
+        train, (val, _, _) = _hold_out(data, groups, stratify, fraction,
+                                       np.random.default_rng(seed))
+        return Block(train, val)
     except ValueError as exc:
         raise ValueError(f"row block {index}: {exc}") from None
 
 
-def join(blocks):
-    """The ``Data`` of several blocks, one after the other."""
-    if len(blocks) == 1:
-        return blocks[0]
-    if any(b.sparse for b in blocks):
-        raise TypeError("SGD and Adam train on dense row blocks; sparse blocks work with "
-                        "solver='lbfgs' only")
-    return Data(np.concatenate([b.X for b in blocks]), np.concatenate([b.y for b in blocks]),
-                np.concatenate([b.Y for b in blocks]), np.concatenate([b.w for b in blocks]),
-                blocks[0].n_features)
-
-
-def make_shard(blocks, fraction, seed, classify, index):
-    """The shard of these blocks; with ``fraction`` > 0 that share of its rows
-    (of each class, for a single-output classifier) is held out for
-    validation, drawn with ``seed``."""
-    from ..model import _hold_out
-
-    data = join(blocks)
-    if not fraction:
-        return Shard(data)
-    if data.y.shape[0]:
-        groups, stratify = data.y, classify
-    elif classify and data.Y.shape[1] == 1:
-        groups, stratify = data.Y[:, 0], True
-    else:
-        groups, stratify = np.zeros(data.n), False
-    try:
-        train, (val, _, _) = _hold_out(data, groups, stratify, fraction,
-                                       np.random.default_rng(seed))
-    except ValueError as exc:
-        raise ValueError(f"shard {index}: {exc}") from None
-    return Shard(train, val)
-
-
-def rows_of(unit):
-    """Training rows of a block (``Data``) or a shard."""
-    return unit.train.n if isinstance(unit, Shard) else unit.n
+def block_rows(block):
+    """A prepared block's training rows."""
+    return block.train.n
 
 
 # ------------------------------------------------------------------- rounds
-def block_loss_gradient(data, params, spec):
+def block_loss_gradient(block, params, spec):
     """(total sample weight, weighted sum of the rows' losses, its gradient)
     of one block at ``params``: the compiled full-batch loss and gradient
     without the L2 term, which the client adds once."""
+    data = block.train
     net_dtype = params.dtype
     params = np.array(params)  # writable: the kernels are compiled for writable arrays
     grads = np.empty_like(params)
@@ -137,14 +116,12 @@ def block_loss_gradient(data, params, spec):
     return weight, data_loss * weight, grads.astype(np.float64) * weight
 
 
-def train_shard(shard, state, spec, lr, seed, round_index):
-    """Train a copy of ``state`` (params, state1, state2, step) on a shard:
-    the minibatches of round ``round_index`` of an epoch whose row order
-    ``seed`` draws (every minibatch of it when ``spec.sync_every`` is None).
-    Returns the new state, the round's loss sums (data, penalty; each batch's
-    mean times its rows), its rows and sample weight, and whether the
-    shard's epoch is done."""
-    data = shard.train
+def train_block(block, state, spec, lr, seed, first, last):
+    """Minibatches ``first`` to ``last - 1`` of the block's epoch, whose row
+    order ``seed`` draws, trained from a copy of ``state`` (params, state1,
+    state2, step, and the round's sums so far: data loss and penalty, each
+    batch's mean times its rows; rows; sample weight). Returns the new state."""
+    data = block.train
     s = spec.settings
     params = np.array(state["params"])
     state1 = np.array(state["state1"])
@@ -152,8 +129,7 @@ def train_shard(shard, state, spec, lr, seed, round_index):
     n = data.n
     batch = max(1, min(s.batch_size, n))
     order = np.random.default_rng(seed).permutation(n) if spec.shuffle else np.arange(n)
-    per_round = n if spec.sync_every is None else spec.sync_every * batch
-    lo, hi = round_index * per_round, min(n, (round_index + 1) * per_round)
+    lo, hi = first * batch, min(n, last * batch)
     order = np.ascontiguousarray(order[lo:hi], dtype=np.int64)
     work = np.empty(work_size(spec.sizes, batch, sparse=data.sparse), dtype=params.dtype)
     with threads.limits(s.n_threads, spec.backend):
@@ -164,20 +140,21 @@ def train_shard(shard, state, spec, lr, seed, round_index):
             s.momentum, s.nesterov, s.beta1, s.beta2, s.epsilon, s.alpha, batch, work)
     if done < order.shape[0]:
         raise DivergenceError(
-            f"training diverged on a shard: the loss or a weight stopped being finite at its "
-            f"row {lo + done}. Try a smaller learning rate (now {lr}), scaled inputs or "
-            "float64.")
+            f"training diverged: the loss or a weight stopped being finite at row "
+            f"{lo + done} of a block's epoch order. Try a smaller learning rate (now {lr}), "
+            "scaled inputs or float64.")
     weight = float(data.w[order].sum()) if data.w.shape[0] else float(order.shape[0])
     return {"params": params, "state1": state1, "state2": state2, "step": int(step),
-            "data_loss": float(data_loss), "penalty": float(penalty),
-            "rows": int(order.shape[0]), "weight": weight, "finished": hi >= n}
+            "data_loss": state["data_loss"] + float(data_loss),
+            "penalty": state["penalty"] + float(penalty),
+            "rows": state["rows"] + int(order.shape[0]), "weight": state["weight"] + weight}
 
 
-def score_shard(shard, params, spec):
-    """Sums over a shard's validation rows, weighted: for a classifier
+def score_block(block, params, spec):
+    """Sums over a block's validation rows, weighted: for a classifier
     (correct predictions, weight); for a regressor (weight, sum of y, of y**2,
     of squared errors; per output)."""
-    val = shard.val
+    val = block.val
     out, labels, _ = kernels.get(spec.backend)._predict(
         val.X, np.array(params), spec.sizes, ACTIVATIONS[spec.activation],
         OUTPUTS[spec.output])
