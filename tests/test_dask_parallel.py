@@ -11,9 +11,13 @@ this process:
 - averaged Adam reaches the in-memory fit's test accuracy within 2 points;
 - lazy predictions equal in-memory ones; the fitted model pickles and predicts;
 - bad input is refused and leaves no model; a worker killed mid-fit gives the
-  same model (retries) or a failed fit that leaves the previous model.
+  same model (retries) or a failed fit that leaves the previous model;
+- with ``persist=False``, data generated lazily, more than the memory limits
+  of all workers together, trains with every worker's resident memory under
+  its limit.
 """
 
+import os
 import pickle
 
 import numpy as np
@@ -34,7 +38,8 @@ import fastmlp  # noqa: E402
 import fastmlp.dask as fdask  # noqa: E402
 from fastmlp.dask import DataParallel  # noqa: E402
 from fastmlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-from test_dask import _kill_during_chain, client, strict_client  # noqa: E402,F401
+from test_dask import (MEMORY_LIMIT, _kill_during_chain, _PeakRSS, client,  # noqa: E402,F401
+                       strict_client)
 
 RTOL = 1e-6  # L-BFGS: the blocks' sums round differently from one sum over all rows
 #: averaged Adam's test accuracy may trail the in-memory fit's by this much (points)
@@ -267,6 +272,34 @@ def test_worker_killed_mid_fit(client, strict_client, retries):
         _assert_same(dp.estimator_, before, 0)
     else:
         assert dp.estimator_ is before
+
+
+# ---------------------------------------------------------------- out of core
+def test_out_of_core_fit_stays_under_the_memory_limit(strict_client):
+    """As test_dask.py's Incremental test: 1.64 GB of float64 rows generated
+    lazily for two workers limited to 800 MB each; the blocks are generated
+    once for the survey of the labels and once for the epoch."""
+    features, block = 50, 100_000
+    rows = 41 * block
+    X = da.random.default_rng(0).standard_normal((rows, features), chunks=(block, features))
+    w = np.linspace(-1, 1, features)
+    y = (X @ w > 0).astype("int64")
+    assert X.nbytes > 2 * MEMORY_LIMIT
+    pids = strict_client.run(os.getpid)
+    sampler = _PeakRSS(pids.values())
+    sampler.start()
+    try:
+        est = MLPClassifier((16,), max_iter=1, random_state=0)
+        dp = DataParallel(est, persist=False, client=strict_client).fit(X, y)
+    finally:
+        sampler.halt.set()
+        sampler.join()
+    assert sampler.samples > 100
+    assert max(sampler.peak.values()) < MEMORY_LIMIT, sampler.peak
+    assert strict_client.run(os.getpid) == pids  # no worker was restarted
+    assert dp.estimator_.t_ == rows  # every row, once
+    X_test = np.random.default_rng(1).standard_normal((20_000, features))
+    assert dp.estimator_.score(X_test, X_test @ w > 0) > 0.97
 
 
 def test_thread_limits_and_warmup_work_with_it(client):

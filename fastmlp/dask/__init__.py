@@ -24,6 +24,10 @@ This module adds what fastmlp needs beyond that:
 - ``partial_fit_blocks(model, X, y, sample_weight=w)`` is Incremental's chain
   with a weight per row: ``Incremental.fit`` passes every fit argument whole
   to every block, so it cannot take ``sample_weight``.
+- ``DataParallel(model)`` (defined in ``fastmlp/dask/parallel.py``) trains one
+  model with every worker at once: L-BFGS exactly (the blocks' losses and
+  gradients added up for each step), SGD and Adam by averaging the models
+  that the workers train on their shards.
 
 Importing this module imports dask and distributed (``pip install
 fastmlp[dask]``); ``import fastmlp`` does not.
