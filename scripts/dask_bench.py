@@ -32,8 +32,10 @@ Prints Markdown tables:
    when pyspark is installed; the time to reach the in-memory fit's final
    training loss;
 6. the cost of one synchronisation round (``--tables rounds``): rounds of
-   tasks that do nothing on persisted shards, 1, 2 and 12 tasks a round, and
-   the bytes a round moves for the two networks above.
+   tasks that do nothing on persisted blocks, 1, 2 and 12 tasks a round, as
+   L-BFGS submits them and as chains (SGD/Adam); the bytes a round moves for
+   the two networks above; and, run with the two tables before it, what they
+   predict for 8, 32 and 128 workers.
 
 Every cluster has worker processes of one thread, with thread pools sized by
 ``fastmlp.dask.limit_threads``. Usage::
@@ -371,12 +373,14 @@ def parallel_table(repeats):
             line += f" {ddp['epoch'] * epochs:.2f} | {ddp['accuracy'][epochs - 1]:.4f} |"
         print(line)
     reach = [wall for wall, acc in fits.values() if acc >= TARGET]
+    rate = rows / local_epoch
     print(f"\nTime to test accuracy {TARGET}: DataParallel "
           f"{'%.2f s' % min(reach) if reach else 'not reached'}"
           + ("" if ddp is None else "; DDP " + (
               "%.2f s" % (ddp["epoch"] * (1 + next(i for i, a in enumerate(ddp["accuracy"])
                                                     if a >= TARGET)))
               if max(ddp["accuracy"]) >= TARGET else "not reached")))
+    return rate
 
 
 def _ddp(X, y, X_test, y_test):
@@ -524,6 +528,7 @@ def lbfgs_table(repeats):
     print(f"\nDataParallel's weights differ from the in-memory fit's by {change:.1e} "
           "(relative, largest); it reaches the in-memory fit's final training loss at the "
           "end of its whole fit.")
+    return out[0][2]
 
 
 def _spark(X, y):
@@ -555,10 +560,16 @@ def _nothing(unit):
     return None
 
 
-def rounds_table(repeats):
+def _pass(unit, state):
+    return state
+
+
+def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
+    """Round costs; with the in-process rates of the other two tables (rows/s
+    of an Adam epoch, seconds per L-BFGS iteration, 1 thread), what they
+    predict for more workers."""
     import dask
     import numpy as np
-    from distributed import wait
 
     import fastmlp.dask
     from fastmlp.dask import parallel
@@ -569,33 +580,68 @@ def rounds_table(repeats):
         cluster, client, _ = _cluster(n_workers)
         try:
             fastmlp.dask.warmup(client)
-            for n_tasks in (1, 2, 12):
+            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+            for n_tasks, chains in ((1, False), (2, False), (12, False), (12, True)):
                 units = [dask.delayed(np.zeros)(10) for _ in range(n_tasks)]
-                units = parallel._persist(client, units, sorted(
-                    client.scheduler_info(n_workers=-1)["workers"]))
-                run = parallel._Rounds(client, units, None, f"bench-{n_tasks}")
+                shards = [g.tolist() for g in np.array_split(np.arange(n_tasks),
+                                                             min(n_workers, n_tasks))]
+                units = parallel._persist(client, units, shards, workers)
+                run = parallel._Rounds(client, units, None, f"bench-{n_tasks}-{chains}")
+                links = [[(b,) for b in shard] for shard in shards]
+
+                def one_round():
+                    if chains:
+                        return run.chains(_pass, {}, links)
+                    return run(_nothing)
+
                 for _ in range(5):
-                    run(_nothing)
+                    one_round()
                 t0 = time.perf_counter()
                 n_rounds = 50 * repeats
                 for _ in range(n_rounds):
-                    run(_nothing)
-                results.append((n_workers, n_tasks, (time.perf_counter() - t0) / n_rounds))
+                    one_round()
+                results.append((n_workers, n_tasks, chains,
+                                (time.perf_counter() - t0) / n_rounds))
                 del units, run
         finally:
             client.close()
             cluster.close()
-    print("\n### One synchronisation round: tasks that do nothing on persisted data\n")
-    print("| workers | tasks per round | ms per round |")
-    print("|---:|---:|---:|")
-    for n_workers, n_tasks, seconds in results:
-        print(f"| {n_workers} | {n_tasks} | {1000 * seconds:.2f} |")
+    print("\n### One synchronisation round: tasks that do nothing on persisted blocks\n")
+    print("| workers | tasks per round | how | ms per round |")
+    print("|---:|---:|---|---:|")
+    for n_workers, n_tasks, chains, seconds in results:
+        how = ("a chain per worker (SGD/Adam)" if chains
+               else "one task per block (L-BFGS)")
+        print(f"| {n_workers} | {n_tasks} | {how} | {1000 * seconds:.2f} |")
     adam = n_params(np.array((FEATURES,) + HIDDEN + (CLASSES,)))
     lbfgs = n_params(np.array((LBFGS_FEATURES,) + HIDDEN + (1,)))
     print(f"\nBytes per task and round: Adam {FEATURES}-{HIDDEN[0]}-{CLASSES} float32, "
           f"{adam} parameters: weights + 2 moments = {3 * adam * 4:,} B to the worker and "
           f"{3 * adam * 4:,} B back; L-BFGS {LBFGS_FEATURES}-{HIDDEN[0]}-1 float64, {lbfgs} "
           f"parameters: {lbfgs * 8:,} B of weights out, {lbfgs * 8:,} B of gradient back.")
+    two = {(n, c): t for w, n, c, t in results if w == 2}
+    per_task = (two[(12, False)] - two[(2, False)]) / 10
+    fixed = two[(2, False)] - 2 * per_task
+    print(f"\nA round on 2 workers costs about {1000 * fixed:.1f} ms plus "
+          f"{1000 * per_task:.2f} ms per task (from the 2- and 12-task rounds).")
+    if adam_rate is None or lbfgs_iteration is None:
+        return
+    print("\nPredicted, one block per worker, that round cost (per task costs are the "
+          "scheduler's, which handles tasks one at a time) and the 1-thread rates measured "
+          "above; bytes the client sends and receives per round:\n")
+    print("| workers | Adam epoch, 1.2M rows (s) | speed-up | Adam epoch, 600k rows per "
+          "worker (s) | efficiency | L-BFGS iteration, 200k rows (ms) | bytes per round, "
+          "Adam |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    one = PARALLEL_ROWS / adam_rate
+    for w in (2, 8, 32, 128):
+        overhead = fixed + per_task * w
+        strong = one / w + overhead
+        weak = 600_000 / adam_rate + overhead
+        lb = lbfgs_iteration / w + overhead
+        print(f"| {w} | {strong:.3f} | {one / strong:.1f} | {weak:.3f} | "
+              f"{(600_000 / adam_rate) / weak:.0%} | {1000 * lb:.0f} | "
+              f"2 x {w * 3 * adam * 4 / 1e6:.2f} MB |")
 
 
 def _cpu():
@@ -638,12 +684,13 @@ def main(argv=None):
         predict_table(args.predict_rows, args.chunk * 10, args.repeats)
     if "compile" in args.tables:
         compile_table()
+    adam_rate = lbfgs_iteration = None
     if "parallel" in args.tables:
-        parallel_table(args.repeats)
+        adam_rate = parallel_table(args.repeats)
     if "lbfgs" in args.tables:
-        lbfgs_table(args.repeats)
+        lbfgs_iteration = lbfgs_table(args.repeats)
     if "rounds" in args.tables:
-        rounds_table(args.repeats)
+        rounds_table(args.repeats, adam_rate, lbfgs_iteration)
 
 
 if __name__ == "__main__":
