@@ -71,13 +71,14 @@ class DataParallel(BaseEstimator):
         stopping, ``warm_start`` (continue from ``estimator_``), verbose.
     sync_every : None or int
         SGD and Adam: minibatches each shard trains between two averagings;
-        None: once per epoch.
+        None: once per epoch. (L-BFGS synchronises at every evaluation.)
     n_shards : None or int
         SGD and Adam: shards the row blocks are grouped into, in block order;
-        None: one per worker (at most one per block).
+        None: one per worker (at most one per block). (L-BFGS: one group of
+        blocks per worker.)
     persist : bool
-        Keep the checked blocks (shards) in the workers' memory during ``fit``;
-        False recomputes them from their source every round.
+        Keep the checked and encoded blocks in the workers' memory during
+        ``fit``; False recomputes them from their source every round.
     client : distributed.Client or None
         None: the current client (``distributed.default_client()``).
 
