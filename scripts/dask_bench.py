@@ -32,8 +32,9 @@ Prints Markdown tables:
    when pyspark is installed; the time to reach the in-memory fit's final
    training loss;
 6. the cost of one synchronisation round (``--tables rounds``): rounds of
-   tasks that do nothing on persisted blocks, 1, 2 and 12 tasks a round, as
-   L-BFGS submits them and as chains (SGD/Adam); the bytes a round moves for
+   tasks that do nothing on persisted blocks, 1, 2 and 12 blocks a round, as
+   L-BFGS submits them (a task per block) and as SGD/Adam do (a task per
+   shard, one shard per worker); the bytes a round moves for
    the two networks above; and, run with the two tables before it, what they
    predict for 8, 32 and 128 workers.
 
@@ -581,7 +582,7 @@ def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
         try:
             fastmlp.dask.warmup(client)
             workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-            for n_tasks, chains in ((1, False), (2, False), (12, False), (12, True)):
+            for n_tasks, chains in ((1, False), (2, False), (12, False), (12, True)):  # blocks
                 units = [dask.delayed(np.zeros)(10) for _ in range(n_tasks)]
                 shards = [g.tolist() for g in np.array_split(np.arange(n_tasks),
                                                              min(n_workers, n_tasks))]
@@ -607,10 +608,10 @@ def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
             client.close()
             cluster.close()
     print("\n### One synchronisation round: tasks that do nothing on persisted blocks\n")
-    print("| workers | tasks per round | how | ms per round |")
+    print("| workers | blocks | how | ms per round |")
     print("|---:|---:|---|---:|")
     for n_workers, n_tasks, chains, seconds in results:
-        how = ("a chain per worker (SGD/Adam)" if chains
+        how = ("a shard's blocks in one task (SGD/Adam)" if chains
                else "one task per block (L-BFGS)")
         print(f"| {n_workers} | {n_tasks} | {how} | {1000 * seconds:.2f} |")
     adam = n_params(np.array((FEATURES,) + HIDDEN + (CLASSES,)))

@@ -18,8 +18,9 @@ data larger than the cluster's memory); only the model's numbers travel.
   state for one epoch of its rows (or for ``sync_every`` minibatches of
   it): its blocks in order, each block's rows in an order drawn for the
   epoch from the model's ``random_state``, in minibatches of the model's
-  batch size (a block's last one may be smaller), one task per block in a
-  chain, so that a task holds one block, never a whole shard. The client
+  batch size (a block's last one may be smaller): one task per shard when
+  the blocks are persisted, else one task per block in a chain, so that a
+  task holds one block, never a whole shard. The client
   then averages weights and optimiser state (Adam's two moments, SGD's
   velocity), each shard weighted by the rows it trained on in the round
   (their sample-weight sum, with weights). What the averaged model's records
@@ -231,9 +232,18 @@ class _Rounds:
     def chains(self, function, start, links):
         """For each chain of ``links`` (lists of (unit, *args)), the result of
         ``function(unit, state, *args)`` applied link after link from
-        ``start``; the chains' results in order."""
+        ``start``; the chains' results in order. With persisted units a chain
+        is one task (its blocks are in its worker's memory already); else a
+        task per link, so that a task holds one block."""
         self.count += 1
         name = f"dp-{function.__name__.replace('_', '-')}-{self.token}"
+        if all(self.futures[unit] is not None for chain in links for unit, *_ in chain):
+            futures = [self.client.submit(tasks.chain, function,
+                                          [self.futures[unit] for unit, *_ in chain], start,
+                                          [args for _, *args in chain],
+                                          key=(name, self.count, j), pure=False)
+                       for j, chain in enumerate(links)]
+            return self.client.gather(futures)
         task = dask.delayed(function, pure=False)
         ends = []
         for chain in links:

@@ -8,7 +8,8 @@ block, and receives and returns only a model's numbers.
 - ``block_loss_gradient``: a block's weighted data loss and its gradient
   (sums, not means, so that the client adds them up);
 - ``train_block``: some minibatches of a block's epoch trained from a given
-  state, the next link of its shard's chain;
+  state, the next link of its shard's chain (``chain``: several links in one
+  task, for blocks already in the worker's memory);
 - ``score_block``: what the validation score needs from a block's held-out rows.
 """
 
@@ -148,6 +149,14 @@ def train_block(block, state, spec, lr, seed, first, last):
             "data_loss": state["data_loss"] + float(data_loss),
             "penalty": state["penalty"] + float(penalty),
             "rows": state["rows"] + int(order.shape[0]), "weight": state["weight"] + weight}
+
+
+def chain(function, blocks, state, links):
+    """``function(block, state, *args)`` over the blocks, each link's state the
+    next one's start, in one task: the arithmetic of a chain of tasks."""
+    for block, args in zip(blocks, links):
+        state = function(block, state, *args)
+    return state
 
 
 def score_block(block, params, spec):
