@@ -109,12 +109,38 @@ class DataParallel(BaseEstimator):
             if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
                                       or value < 1):
                 raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
-        X_blocks, y_blocks, w_blocks, stand_in = _blocks(X, y, sample_weight)
+        parts = _blocks(X, y, sample_weight)
         client = self.client if self.client is not None else _default_client()
-        est = self._model_to_train(fam)
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
+            raise ValueError("the cluster has no workers")
         token = dask.base.tokenize(time.time_ns(), id(self))[:12]
+        est, s, blocks, n_rows, classify = self._start(fam, client, parts, token)
+        lbfgs = est._net.solver == "lbfgs"
+        n_shards = min(len(workers) if lbfgs or not self.n_shards else self.n_shards,
+                       len(blocks))
+        shards = [g.tolist() for g in np.array_split(np.arange(len(blocks)), n_shards)]
+        if self.persist:
+            blocks = _persist(client, blocks, shards, workers)
+        spec = tasks.Spec(est._net.sizes, est._net.activation, est._net.output,
+                          est._net.solver, est.backend_, s, bool(est.shuffle), classify)
+        run = _Rounds(client, blocks, spec, token)
+        if lbfgs:
+            _fit_lbfgs(est, fam, run, s)
+        else:
+            _fit_averaged(est, fam, run, s, shards, self.sync_every, n_rows,
+                          validating=bool(fam.validation_fraction(est)))
+        self.estimator_ = est
+        self.n_shards_ = n_shards
+        return self
 
-        # what the whole data holds: rows, and classes for a classifier
+    def _start(self, fam, client, parts, token):
+        """(the model to train, set up for the whole data; its Settings; the
+        delayed prepared blocks; the rows; whether y holds labels) from
+        ``_blocks``'s ``parts``. Learns the rows and, for a classifier, the
+        classes and their counts from one small task per block of y."""
+        X_blocks, y_blocks, w_blocks, stand_in = parts
+        est = self._model_to_train(fam)
         surveys = client.compute(
             [dask.delayed(tasks.survey_block, pure=True)(yb, fam.classify(est), i,
                                                           dask_key_name=(f"dp-survey-{token}", i))
@@ -132,26 +158,7 @@ class DataParallel(BaseEstimator):
                       fam, worker_model, Xb, yb, wb, fraction, int(seed), classify, i,
                       dask_key_name=(f"dp-block-{token}", i))
                   for i, (Xb, yb, wb, seed) in enumerate(zip(X_blocks, y_blocks, w_blocks, seeds))]
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-        if not workers:
-            raise ValueError("the cluster has no workers")
-        lbfgs = est._net.solver == "lbfgs"
-        n_shards = min(len(workers) if lbfgs or not self.n_shards else self.n_shards,
-                       len(blocks))
-        shards = [g.tolist() for g in np.array_split(np.arange(len(blocks)), n_shards)]
-        if self.persist:
-            blocks = _persist(client, blocks, shards, workers)
-        spec = tasks.Spec(est._net.sizes, est._net.activation, est._net.output,
-                          est._net.solver, est.backend_, s, bool(est.shuffle), classify)
-        run = _Rounds(client, blocks, spec, token)
-        if lbfgs:
-            _fit_lbfgs(est, fam, run, s)
-        else:
-            _fit_averaged(est, fam, run, s, shards, self.sync_every, n_rows,
-                          validating=bool(fraction))
-        self.estimator_ = est
-        self.n_shards_ = n_shards
-        return self
+        return est, s, blocks, n_rows, classify
 
     def _model_to_train(self, fam):
         """A clone of the wrapped model, or with ``warm_start`` a copy of the
