@@ -161,15 +161,25 @@ def test_averaged_adam_reaches_the_in_memory_accuracy(client):
     assert dp.estimator_.t_ == 30 * len(y)
 
 
-def test_early_stopping_scores_the_averaged_model_and_keeps_the_best(client):
+@pytest.mark.parametrize("kind", ["classifier", "regressor", "mlp"])
+def test_early_stopping_scores_the_averaged_model_and_keeps_the_best(client, kind):
     X, y = _task(n=2400, seed=5)
-    est = MLPClassifier((16,), max_iter=40, early_stopping=True, n_iter_no_change=3,
-                        random_state=0, learning_rate_init=0.02)
+    if kind == "classifier":
+        est = MLPClassifier((16,), max_iter=40, early_stopping=True, n_iter_no_change=3,
+                            random_state=0, learning_rate_init=0.02)
+    elif kind == "regressor":
+        y = X[:, :2] @ [1.0, -2.0] + np.sin(X[:, 2])
+        est = MLPRegressor(hidden_layer_sizes=(16,), max_iter=40, early_stopping=True,
+                           n_iter_no_change=3, random_state=0, learning_rate_init=0.02)
+    else:
+        est = fastmlp.MLP((16,), epochs=40, validation=0.1, patience=3, random_state=0,
+                          lr=0.02)
     dX, dy = _dask(X, y)
     fitted = DataParallel(est, client=client).fit(dX, dy).estimator_
     scores = fitted.validation_scores_
     assert len(scores) == fitted.n_iter_ < 40  # the stopping rule fired
     assert fitted.best_validation_score_ == max(scores)
+    assert fitted.score(X, y) > (0.9 if kind != "regressor" else 0.8)  # it learned the task
     per_epoch = fitted.t_ / fitted.n_iter_  # rows trained on: about 10 % are held out
     assert per_epoch == int(per_epoch) and 0.89 * len(y) <= per_epoch <= 0.91 * len(y)
 
