@@ -57,10 +57,6 @@ from . import _row_blocks, models, tasks
 
 __all__ = ["DataParallel"]
 
-#: Rows of zeros a model is set up with when nothing else decides their number.
-_STAND_IN_ROWS = 1
-
-
 class DataParallel(BaseEstimator):
     """Train a fastmlp model on a dask cluster with every worker at once.
 
@@ -147,7 +143,9 @@ class DataParallel(BaseEstimator):
              for i, yb in enumerate(y_blocks)], sync=True)
         n_rows = sum(r for r, _, _, _ in surveys)
         labels, counts = _labels(surveys)
-        y_stand_in = labels if labels is not None else surveys[0][3][:_STAND_IN_ROWS]
+        # y's stand-in: the labels, or the first block's first rows (their values
+        # also decide MLP's task='auto' and its warnings)
+        y_stand_in = labels if labels is not None else surveys[0][3]
         s = fam.start(est, stand_in(len(y_stand_in)), y_stand_in, n_rows)
         worker_model = dask.delayed(fam.for_workers(est, labels, counts), pure=True)
         classify = fam.classify(est)
