@@ -224,11 +224,14 @@ def test_dataframe_input_and_fitted_model_pickles_and_predicts(client, tmp_path)
     np.testing.assert_array_equal(dp.predict(dX).compute(), dp.estimator_.predict(X))
 
 
-def test_wrapper_clones_with_its_parameters():
-    dp = DataParallel(MLPClassifier((8,), max_iter=7), sync_every=2, n_shards=3)
+def test_wrapper_clones_with_its_parameters(client):
+    dp = DataParallel(MLPClassifier((8,), max_iter=7), sync_every=2, n_shards=3,
+                      client=client)
     copy_ = clone(dp)
     assert copy_.get_params()["estimator__max_iter"] == 7
+    assert copy_.estimator is not dp.estimator
     assert (copy_.sync_every, copy_.n_shards, copy_.persist) == (2, 3, True)
+    assert copy_.client is client  # a connection is shared, not copied
 
 
 # ---------------------------------------------------------------- bad input

@@ -93,6 +93,12 @@ class DataParallel(BaseEstimator):
         self.persist = persist
         self.client = client
 
+    def __sklearn_clone__(self):
+        """A clone with a clone of the wrapped model and the same client (a
+        connection, which is shared rather than copied)."""
+        params = self.get_params(deep=False)
+        return type(self)(clone(params.pop("estimator")), **params)
+
     # --------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None):
         """Train on X, y: a dask array split by rows and a dask array (or dask
