@@ -336,27 +336,11 @@ class Engine:
                     _PREPARED.add(_prepared_key(kern, data.X, path))
                     preparing = False
                 loss = np.float64((data_loss * s.loss_scale + penalty) / data.n)
-                self.n_iter_ += 1
-                self.t_ += data.n
-                self.loss_ = loss
-                self.loss_curve_.append(loss)
-                score = None
-                if validation is not None:
-                    score = self._validation_score(*validation)
-                    self.validation_scores_.append(score)
-                self._update_no_improvement(loss, score, s.tol)
-                self._lr.epoch_end(self.t_)
-                self._report("epoch", epoch=self.n_iter_, loss=loss, score=score,
-                             seconds=time.perf_counter() - t0, max_iter=s.max_iter)
-                if self._no_improvement_count > s.n_iter_no_change:
-                    keep_going = net.solver == "sgd" and self._lr.stalled()
-                    self._report("stall", validation=validation is not None, tol=s.tol,
-                                 n_iter_no_change=s.n_iter_no_change, lr=self._lr.value,
-                                 stopping=not keep_going)
-                    if not keep_going:
-                        stopped = True
-                        break
-                    self._no_improvement_count = 0
+                score = (None if validation is None else
+                         lambda: self._validation_score(*validation))
+                if self._epoch_end(loss, data.n, s, t0, score):
+                    stopped = True
+                    break
                 if incremental:
                     break
             else:
@@ -376,6 +360,33 @@ class Engine:
         self.validation_scores_.append(nan)
         self._report("epoch", epoch=self.n_iter_, loss=self.loss_, score=nan,
                      seconds=time.perf_counter() - t0, max_iter=s.max_iter)
+
+    def _epoch_end(self, loss, rows, s, t0, score=None):
+        """Record an epoch of ``rows`` rows whose mean training loss was
+        ``loss``, begun at ``time.perf_counter()`` ``t0``, and apply the stopping
+        rule; ``score``: None, or a callable giving the validation score of the
+        current parameters. Returns whether training stops."""
+        validating = score is not None
+        self.n_iter_ += 1
+        self.t_ += rows
+        self.loss_ = loss
+        self.loss_curve_.append(loss)
+        if validating:
+            score = score()
+            self.validation_scores_.append(score)
+        self._update_no_improvement(loss, score, s.tol)
+        self._lr.epoch_end(self.t_)
+        self._report("epoch", epoch=self.n_iter_, loss=loss, score=score,
+                     seconds=time.perf_counter() - t0, max_iter=s.max_iter)
+        if self._no_improvement_count > s.n_iter_no_change:
+            keep_going = self._net.solver == "sgd" and self._lr.stalled()
+            self._report("stall", validation=validating, tol=s.tol,
+                         n_iter_no_change=s.n_iter_no_change, lr=self._lr.value,
+                         stopping=not keep_going)
+            if not keep_going:
+                return True
+            self._no_improvement_count = 0
+        return False
 
     def _update_no_improvement(self, loss, score, tol):
         if score is not None:
@@ -424,8 +435,29 @@ class Engine:
 
     # --------------------------------------------------------------- L-BFGS
     def _train_lbfgs(self, data, s, iprint=-1):
-        """scipy's L-BFGS-B from the current parameters to its end. Returns
-        scipy's result object (the parameters hold its solution).
+        """scipy's L-BFGS-B from the current parameters to its end, on ``data``
+        in this process (``_lbfgs``). Returns scipy's result object."""
+        net = self._net
+        kern = self._kernels()
+        chunk = max(1, min(LBFGS_CHUNK, data.n))
+        work = np.empty(work_size(net.sizes, chunk, sparse=data.sparse), dtype=net.dtype)
+        act, output = ACTIVATIONS[net.activation], OUTPUTS[net.output]
+
+        def loss_and_grad(params):
+            data_loss, penalty = kern._loss_gradient(
+                data.X, data.y, data.Y, data.w, params, net.grads, net.sizes, act, output,
+                s.alpha, chunk, work)
+            return data_loss * s.loss_scale + penalty, net.grads
+
+        return self._lbfgs(loss_and_grad, s, iprint, loss_path(net.sizes, chunk))
+
+    def _lbfgs(self, loss_and_grad, s, iprint=-1, path=None):
+        """scipy's L-BFGS-B from the current parameters to its end, the driver
+        of every L-BFGS fit. ``loss_and_grad(params)`` returns the loss at the
+        network's flat parameters ``params`` and its gradient (flat, in the same
+        layout); ``path``: the kernel it runs in this process, whose threads
+        ``n_threads`` sets (None: it runs none here). Returns scipy's result
+        object (the parameters hold its solution).
 
         scipy sees the parameters as scikit-learn packs them, every layer's
         weights and then every layer's biases, so that its arithmetic is
@@ -433,25 +465,19 @@ class Engine:
         import scipy.optimize
 
         net = self._net
-        kern = self._kernels()
-        chunk = max(1, min(LBFGS_CHUNK, data.n))
-        work = np.empty(work_size(net.sizes, chunk, sparse=data.sparse), dtype=net.dtype)
-        act, output = ACTIVATIONS[net.activation], OUTPUTS[net.output]
         coefs, intercepts = net.views(np.arange(net.params.shape[0]))
         packed = np.concatenate([W.ravel() for W in coefs] + intercepts)
 
-        def loss_and_grad(x):
+        def fun(x):
             net.params[packed] = x
-            data_loss, penalty = kern._loss_gradient(
-                data.X, data.y, data.Y, data.w, net.params, net.grads, net.sizes, act, output,
-                s.alpha, chunk, work)
-            return data_loss * s.loss_scale + penalty, net.grads[packed].astype(np.float64)
+            loss, grads = loss_and_grad(net.params)
+            return loss, grads[packed].astype(np.float64)
 
         options = {"maxfun": s.max_fun, "maxiter": s.max_iter, "gtol": s.tol}
         if iprint >= 0 and _SCIPY_IPRINT:
             options["iprint"] = iprint
-        with threads.limits(s.n_threads, self.backend_, loss_path(net.sizes, chunk)):
-            result = scipy.optimize.minimize(loss_and_grad, net.params[packed].astype(np.float64),
+        with threads.limits(s.n_threads, self.backend_, path):
+            result = scipy.optimize.minimize(fun, net.params[packed].astype(np.float64),
                                              method="L-BFGS-B", jac=True, options=options)
         if not np.all(np.isfinite(result.x)):
             raise DivergenceError("L-BFGS produced non-finite weights; scale the inputs "

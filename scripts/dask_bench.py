@@ -17,13 +17,37 @@ Prints Markdown tables:
    compiles what a float32 fit and predict need; ``warmup`` compiles all that
    a fit and predict of either dtype and any solver need.
 
+4. ``DataParallel`` with Adam (``--tables parallel``): 1.2M x 50 float32 rows
+   persisted in 12 blocks, (64,) relu, batch 200: seconds per epoch (as the
+   engine times each epoch, averaging rounds included) on 2 and on 1
+   one-thread workers, against ``Incremental`` on the same 2 workers and the
+   in-memory fit in this process (1 thread); test accuracy after each number
+   of epochs, and the time of the shortest fit that reaches ``TARGET``;
+   PyTorch DistributedDataParallel (gloo, 2 processes x 1 thread, batch 200
+   per process) on the same data when torch is installed
+   (requirements-bench.txt);
+5. ``DataParallel`` with L-BFGS (``--tables lbfgs``): 200,000 x 20 float64,
+   20 -> 64 logistic -> 1 logistic, 30 iterations: time per iteration on 2
+   workers against the in-memory fit (1 thread, all cores) and Spark MLlib's
+   ``MultilayerPerceptronClassifier`` on ``local[2]`` (20 -> 64 -> 2 softmax)
+   when pyspark is installed; the time to reach the in-memory fit's final
+   training loss;
+6. the cost of one synchronisation round (``--tables rounds``): rounds of
+   tasks that do nothing on persisted blocks, 1, 2 and 12 blocks a round, as
+   L-BFGS submits them (a task per block) and as SGD/Adam do (a task per
+   shard, one shard per worker); the bytes a round moves for
+   the two networks above; and, run with the two tables before it, what they
+   predict for 8, 32 and 128 workers.
+
 Every cluster has worker processes of one thread, with thread pools sized by
 ``fastmlp.dask.limit_threads``. Usage::
 
-    python scripts/dask_bench.py [--rows N] [--predict-rows N] [--tables train predict compile]
+    python scripts/dask_bench.py [--rows N] [--predict-rows N]
+        [--tables train predict compile parallel lbfgs rounds]
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -253,6 +277,401 @@ def compile_table():
               f"{' / '.join(f'{t:.2f}' for t in first)} | {wall:.1f} |")
 
 
+# ------------------------------------------------------------ data parallel
+#: Test accuracy whose time to reach is reported for DataParallel and DDP.
+TARGET = 0.995
+PARALLEL_ROWS, PARALLEL_CHUNK, PARALLEL_EPOCHS = 1_200_000, 100_000, 4
+LBFGS_ROWS, LBFGS_FEATURES, LBFGS_BLOCKS, LBFGS_ITERATIONS = 200_000, 20, 2, 30
+
+
+def _adam(seed=0, epochs=PARALLEL_EPOCHS):
+    from fastmlp.sklearn import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=HIDDEN, random_state=seed, dtype="float32",
+                         batch_size=200, n_threads=1, max_iter=epochs, n_iter_no_change=10**6)
+
+
+@contextlib.contextmanager
+def _epoch_clock():
+    """The seconds of every epoch that fastmlp's engine ends in this process
+    inside the block (DataParallel's epochs end on the client: training,
+    averaging and its rounds included)."""
+    from fastmlp.engine import Engine
+
+    original = Engine._epoch_end
+    seen = []
+
+    def timed(self, loss, rows, s, t0, score=None):
+        seen.append(time.perf_counter() - t0)
+        return original(self, loss, rows, s, t0, score)
+
+    Engine._epoch_end = timed
+    try:
+        yield seen
+    finally:
+        Engine._epoch_end = original
+
+
+def parallel_table(repeats):
+    import warnings
+
+    import dask
+    import numpy as np
+    from dask_ml.wrappers import Incremental
+    from distributed import wait
+
+    import fastmlp
+    import fastmlp.dask
+    from fastmlp.dask import DataParallel
+
+    warnings.simplefilter("ignore")  # ConvergenceWarning of every short fit
+    fastmlp.warmup()
+    rows, chunk = PARALLEL_ROWS, PARALLEL_CHUNK
+    X, y = _data(rows, chunk, 0)
+    X_test, y_test = dask.compute(*_data(100_000, 100_000, 99), scheduler="sync")
+    Xn, yn = dask.compute(X, y, scheduler="threads")
+    out, accuracy = [], {}
+    with _epoch_clock() as epochs_seen:
+        local = _adam().fit(Xn, yn)
+    accuracy["in memory"] = local.score(X_test, y_test)
+    out.append(("in this process, fit, 1 thread", float(np.median(epochs_seen))))
+    fits = {}
+    for n_workers in (2, 1):
+        cluster, client, _ = _cluster(n_workers)
+        try:
+            fastmlp.dask.warmup(client)
+            Xc, yc = client.persist([X, y])
+            with client.as_current():
+                wait([Xc, yc])
+            epoch = setup = None
+            for epochs in (range(1, PARALLEL_EPOCHS + 1) if n_workers == 2
+                           else (PARALLEL_EPOCHS,)):
+                best = None
+                for _ in range(repeats if epochs == PARALLEL_EPOCHS else 1):
+                    dp = DataParallel(_adam(epochs=epochs), client=client)
+                    with _epoch_clock() as epochs_seen:
+                        t0 = time.perf_counter()
+                        dp.fit(Xc, yc)
+                        wall = time.perf_counter() - t0
+                    best = wall if best is None else min(best, wall)
+                    if epochs == PARALLEL_EPOCHS:
+                        median = float(np.median(epochs_seen))
+                        epoch = median if epoch is None else min(epoch, median)
+                        rest = wall - sum(epochs_seen)
+                        setup = rest if setup is None else min(setup, rest)
+                if n_workers == 2:
+                    fits[epochs] = (best, dp.estimator_.score(X_test, y_test))
+            out.append((f"DataParallel, {n_workers} worker(s) x 1 thread, "
+                        f"setup {setup:.2f} s per fit", epoch))
+            if n_workers == 2:
+                accuracy["DataParallel, 2 workers"] = fits[PARALLEL_EPOCHS][1]
+                times = []
+                for seed in range(repeats):
+                    t0 = time.perf_counter()
+                    with client.as_current():
+                        Incremental(_model(n_threads=1, seed=seed), shuffle_blocks=False).fit(
+                            Xc, yc, classes=list(range(CLASSES)))
+                    times.append(time.perf_counter() - t0)
+                out.append(("Incremental (dask-ml), 2 workers x 1 thread", min(times)))
+            del Xc, yc
+        finally:
+            client.close()
+            cluster.close()
+    ddp = _ddp(Xn, yn, X_test, y_test)
+    print(f"\n### DataParallel, Adam: {rows:,} rows x {FEATURES} features (float32), "
+          f"{rows // chunk} blocks persisted, MLPClassifier{HIDDEN}, batch 200; seconds per "
+          f"epoch: the median epoch of a fit of {PARALLEL_EPOCHS} as the engine times it "
+          f"(averaging rounds included; Incremental: one pass), best of {repeats}\n")
+    print("| setting | s per epoch | rows/s |")
+    print("|---|---:|---:|")
+    for name, epoch in out:
+        print(f"| {name} | {epoch:.2f} | {rows / epoch:,.0f} |")
+    if ddp is not None:
+        print(f"| PyTorch DDP (gloo), 2 processes x 1 thread | {ddp['epoch']:.2f} | "
+              f"{rows / ddp['epoch']:,.0f} |")
+    print(f"\nTest accuracy (100,000 rows) after {PARALLEL_EPOCHS} epochs: "
+          + "; ".join(f"{k} {v:.4f}" for k, v in accuracy.items())
+          + ("" if ddp is None else f"; DDP {ddp['accuracy'][-1]:.4f}"))
+    print("\n| epochs | DataParallel fit (s) | test accuracy |"
+          + ("" if ddp is None else " DDP training (s) | DDP test accuracy |"))
+    print("|---:|---:|---:|" + ("" if ddp is None else "---:|---:|"))
+    for epochs, (wall, acc) in sorted(fits.items()):
+        line = f"| {epochs} | {wall:.2f} | {acc:.4f} |"
+        if ddp is not None:
+            line += f" {ddp['epoch'] * epochs:.2f} | {ddp['accuracy'][epochs - 1]:.4f} |"
+        print(line)
+    reach = [wall for wall, acc in fits.values() if acc >= TARGET]
+    rate = rows / out[0][1]
+    print(f"\nTime to test accuracy {TARGET}: DataParallel "
+          f"{'%.2f s' % min(reach) if reach else 'not reached'}"
+          + ("" if ddp is None else "; DDP " + (
+              "%.2f s" % (ddp["epoch"] * (1 + next(i for i, a in enumerate(ddp["accuracy"])
+                                                    if a >= TARGET)))
+              if max(ddp["accuracy"]) >= TARGET else "not reached")))
+    return rate
+
+
+def _ddp(X, y, X_test, y_test):
+    """PyTorch DistributedDataParallel on 2 processes of 1 thread: seconds per
+    epoch and the test accuracy after each epoch, or None without torch."""
+    try:
+        import torch.multiprocessing as mp
+    except ImportError:
+        print("\n(torch is not installed: no DDP row; pip install -r requirements-bench.txt)")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "data.npz")
+        import numpy as np
+
+        np.savez(path, X=X, y=y, X_test=X_test, y_test=y_test)
+        result = mp.get_context("spawn").Manager().dict()
+        mp.spawn(_ddp_worker, args=(2, path, PARALLEL_EPOCHS, result), nprocs=2, join=True)
+        return dict(result)
+
+
+def _ddp_worker(rank, world, path, epochs, result):
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    data = np.load(path)
+    n = data["X"].shape[0]
+    part = slice(rank * n // world, (rank + 1) * n // world)
+    X, y = torch.from_numpy(data["X"][part]), torch.from_numpy(data["y"][part])
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(FEATURES, HIDDEN[0]), nn.ReLU(), nn.Linear(HIDDEN[0], CLASSES))
+    model = nn.parallel.DistributedDataParallel(net)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(rank)
+    spent, accuracy = 0.0, []
+    for _ in range(epochs):
+        dist.barrier()
+        t0 = time.perf_counter()
+        order = torch.randperm(X.shape[0], generator=g)
+        for start in range(0, X.shape[0], 200):
+            rows = order[start:start + 200]
+            opt.zero_grad()
+            loss_fn(model(X[rows]), y[rows]).backward()
+            opt.step()
+        dist.barrier()
+        spent += time.perf_counter() - t0
+        with torch.no_grad():
+            pred = net(torch.from_numpy(data["X_test"])).argmax(1).numpy()
+        accuracy.append(float(np.mean(pred == data["y_test"])))
+    if rank == 0:
+        result["epoch"] = spent / epochs
+        result["accuracy"] = accuracy
+    dist.destroy_process_group()
+
+
+def _lbfgs_data():
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((LBFGS_ROWS, LBFGS_FEATURES))
+    w = rng.standard_normal(LBFGS_FEATURES)
+    y = (np.tanh(X @ w / 2) + 0.3 * X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    return X, y
+
+
+def _lbfgs_model(iterations=LBFGS_ITERATIONS):
+    from fastmlp.sklearn import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=HIDDEN, activation="logistic", solver="lbfgs",
+                         max_iter=iterations, tol=0.0, random_state=0)
+
+
+def _timed(fit, repeats):
+    """(best wall time of ``fit()`` over ``repeats`` calls, its last result)."""
+    best = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fit()
+        wall = time.perf_counter() - t0
+        best = wall if best is None else min(best, wall)
+    return best, result
+
+
+def lbfgs_table(repeats):
+    import warnings
+
+    import dask.array as da
+    import numpy as np
+    from distributed import wait
+
+    import fastmlp.dask
+    from fastmlp.dask import DataParallel
+
+    warnings.simplefilter("ignore")
+    X, y = _lbfgs_data()
+    out = []  # (setting, whole fit s, s per iteration, iterations, final loss)
+    for n_threads in (1, None):
+        fits = [_timed(lambda: _lbfgs_model(iters).set_params(n_threads=n_threads).fit(X, y),
+                       repeats) for iters in (1, LBFGS_ITERATIONS)]
+        reference = fits[1][1]
+        label = "all cores" if n_threads is None else "1 thread"
+        out.append((f"in this process, fit ({label})", fits[1][0],
+                    (fits[1][0] - fits[0][0]) / (LBFGS_ITERATIONS - 1), reference.n_iter_,
+                    reference.loss_))
+    cluster, client, _ = _cluster(2)
+    try:
+        fastmlp.dask.warmup(client)
+        chunk = -(-LBFGS_ROWS // LBFGS_BLOCKS)
+        dX, dy = client.persist([da.from_array(X, chunks=(chunk, -1)),
+                                 da.from_array(y, chunks=chunk)])
+        with client.as_current():
+            wait([dX, dy])
+        fits = [_timed(lambda: DataParallel(_lbfgs_model(iters), client=client).fit(dX, dy),
+                       repeats) for iters in (1, LBFGS_ITERATIONS)]
+        fitted = fits[1][1].estimator_
+        change = np.max(np.abs(fitted._net.params - reference._net.params)) / np.max(
+            np.abs(reference._net.params))
+        out.append((f"DataParallel, 2 workers x 1 thread, {LBFGS_BLOCKS} blocks", fits[1][0],
+                    (fits[1][0] - fits[0][0]) / (LBFGS_ITERATIONS - 1), fitted.n_iter_,
+                    fitted.loss_))
+        del dX, dy
+    finally:
+        client.close()
+        cluster.close()
+    spark = _spark(X, y)
+    if spark is not None:
+        out.append(("Spark MLlib MultilayerPerceptronClassifier, local[2] (20-64-2 softmax)",
+                    spark[1], (spark[1] - spark[0]) / (LBFGS_ITERATIONS - 1), LBFGS_ITERATIONS,
+                    float("nan")))
+    print(f"\n### DataParallel, L-BFGS: {LBFGS_ROWS:,} rows x {LBFGS_FEATURES} features "
+          f"(float64), {LBFGS_FEATURES} -> 64 logistic -> 1 logistic, {LBFGS_ITERATIONS} "
+          f"iterations; per iteration: (fit of {LBFGS_ITERATIONS} - fit of 1) / "
+          f"{LBFGS_ITERATIONS - 1}; best of {repeats}\n")
+    print("| setting | whole fit (s) | ms per iteration | whole fit / iterations (ms) | "
+          "iterations | final training loss |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, wall, per, iters, loss in out:
+        print(f"| {name} | {wall:.2f} | {1000 * per:.0f} | {1000 * wall / iters:.0f} | "
+              f"{iters} | {loss:.6f} |")
+    print(f"\nDataParallel's weights differ from the in-memory fit's by {change:.1e} "
+          "(relative, largest); it reaches the in-memory fit's final training loss at the "
+          "end of its whole fit.")
+    return out[0][2]
+
+
+def _spark(X, y):
+    """Seconds of Spark MLlib's fits of 1 and of LBFGS_ITERATIONS iterations on
+    local[2], or None without pyspark."""
+    try:
+        from pyspark.ml.classification import MultilayerPerceptronClassifier
+        from pyspark.ml.linalg import Vectors
+        from pyspark.sql import SparkSession
+    except ImportError:
+        print("\n(pyspark is not installed: no Spark row; pip install -r requirements-bench.txt)")
+        return None
+    spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "2g")
+             .config("spark.ui.enabled", "false").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        rows = [(float(label), Vectors.dense(x)) for x, label in zip(X.tolist(), y.tolist())]
+        frame = spark.createDataFrame(rows, ["label", "features"]).repartition(2).cache()
+        frame.count()
+        return [_timed(lambda: MultilayerPerceptronClassifier(
+                    layers=[LBFGS_FEATURES, HIDDEN[0], 2], maxIter=iters, tol=0.0, seed=0,
+                    solver="l-bfgs").fit(frame), 2)[0]
+                for iters in (1, LBFGS_ITERATIONS)]
+    finally:
+        spark.stop()
+
+
+def _nothing(unit):
+    return None
+
+
+def _pass(unit, state):
+    return state
+
+
+def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
+    """Round costs; with the in-process rates of the other two tables (rows/s
+    of an Adam epoch, seconds per L-BFGS iteration, 1 thread), what they
+    predict for more workers."""
+    import dask
+    import numpy as np
+
+    import fastmlp.dask
+    from fastmlp.dask import parallel
+    from fastmlp.kernels import n_params
+
+    results = []
+    for n_workers in (1, 2):
+        cluster, client, _ = _cluster(n_workers)
+        try:
+            fastmlp.dask.warmup(client)
+            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+            for n_tasks, chains in ((1, False), (2, False), (12, False), (12, True)):  # blocks
+                units = [dask.delayed(np.zeros)(10) for _ in range(n_tasks)]
+                shards = [g.tolist() for g in np.array_split(np.arange(n_tasks),
+                                                             min(n_workers, n_tasks))]
+                units = parallel._persist(client, units, shards, workers)
+                run = parallel._Rounds(client, units, None, f"bench-{n_tasks}-{chains}")
+                links = [[(b,) for b in shard] for shard in shards]
+
+                def one_round():
+                    if chains:
+                        return run.chains(_pass, {}, links)
+                    return run(_nothing)
+
+                for _ in range(5):
+                    one_round()
+                t0 = time.perf_counter()
+                n_rounds = 50 * repeats
+                for _ in range(n_rounds):
+                    one_round()
+                results.append((n_workers, n_tasks, chains,
+                                (time.perf_counter() - t0) / n_rounds))
+                del units, run
+        finally:
+            client.close()
+            cluster.close()
+    print("\n### One synchronisation round: tasks that do nothing on persisted blocks\n")
+    print("| workers | blocks | how | ms per round |")
+    print("|---:|---:|---|---:|")
+    for n_workers, n_tasks, chains, seconds in results:
+        how = ("a shard's blocks in one task (SGD/Adam)" if chains
+               else "one task per block (L-BFGS)")
+        print(f"| {n_workers} | {n_tasks} | {how} | {1000 * seconds:.2f} |")
+    adam = n_params(np.array((FEATURES,) + HIDDEN + (CLASSES,)))
+    lbfgs = n_params(np.array((LBFGS_FEATURES,) + HIDDEN + (1,)))
+    print(f"\nBytes per task and round: Adam {FEATURES}-{HIDDEN[0]}-{CLASSES} float32, "
+          f"{adam} parameters: weights + 2 moments = {3 * adam * 4:,} B to the worker and "
+          f"{3 * adam * 4:,} B back; L-BFGS {LBFGS_FEATURES}-{HIDDEN[0]}-1 float64, {lbfgs} "
+          f"parameters: {lbfgs * 8:,} B of weights out, {lbfgs * 8:,} B of gradient back.")
+    two = {(n, c): t for w, n, c, t in results if w == 2}
+    per_task = (two[(12, False)] - two[(2, False)]) / 10
+    fixed = two[(2, False)] - 2 * per_task
+    print(f"\nA round on 2 workers costs about {1000 * fixed:.1f} ms plus "
+          f"{1000 * per_task:.2f} ms per task (from the 2- and 12-task rounds).")
+    if adam_rate is None or lbfgs_iteration is None:
+        return
+    print("\nPredicted, one block per worker, that round cost (per task costs are the "
+          "scheduler's, which handles tasks one at a time) and the 1-thread rates measured "
+          "above; bytes the client sends and receives per round:\n")
+    print("| workers | Adam epoch, 1.2M rows (s) | speed-up | Adam epoch, 600k rows per "
+          "worker (s) | efficiency | L-BFGS iteration, 200k rows (ms) | bytes per round, "
+          "Adam |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    one = PARALLEL_ROWS / adam_rate
+    for w in (2, 8, 32, 128):
+        overhead = fixed + per_task * w
+        strong = one / w + overhead
+        weak = 600_000 / adam_rate + overhead
+        lb = lbfgs_iteration / w + overhead
+        print(f"| {w} | {strong:.3f} | {one / strong:.1f} | {weak:.3f} | "
+              f"{(600_000 / adam_rate) / weak:.0%} | {1000 * lb:.0f} | "
+              f"2 x {w * 3 * adam * 4 / 1e6:.2f} MB |")
+
+
 def _cpu():
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -270,7 +689,8 @@ def main(argv=None):
     p.add_argument("--chunk", type=int, default=100_000, help="rows per block")
     p.add_argument("--predict-rows", type=int, default=10_000_000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--tables", nargs="+", choices=["train", "predict", "compile"],
+    p.add_argument("--tables", nargs="+",
+                   choices=["train", "predict", "compile", "parallel", "lbfgs", "rounds"],
                    default=["train", "predict", "compile"],
                    help="the tables to measure ('compile' compiles twice from scratch)")
     args = p.parse_args(argv)
@@ -292,6 +712,13 @@ def main(argv=None):
         predict_table(args.predict_rows, args.chunk * 10, args.repeats)
     if "compile" in args.tables:
         compile_table()
+    adam_rate = lbfgs_iteration = None
+    if "parallel" in args.tables:
+        adam_rate = parallel_table(args.repeats)
+    if "lbfgs" in args.tables:
+        lbfgs_iteration = lbfgs_table(args.repeats)
+    if "rounds" in args.tables:
+        rounds_table(args.repeats, adam_rate, lbfgs_iteration)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ This module adds what fastmlp needs beyond that:
 - ``partial_fit_blocks(model, X, y, sample_weight=w)`` is Incremental's chain
   with a weight per row: ``Incremental.fit`` passes every fit argument whole
   to every block, so it cannot take ``sample_weight``.
+- ``DataParallel(model)`` (defined in ``fastmlp/dask/parallel.py``) trains one
+  model with every worker at once: L-BFGS exactly (the blocks' losses and
+  gradients added up for each step), SGD and Adam by averaging the models
+  that the workers train on their shards.
 
 Importing this module imports dask and distributed (``pip install
 fastmlp[dask]``); ``import fastmlp`` does not.
@@ -44,9 +48,10 @@ import numpy as np
 from dask.base import tokenize
 from distributed.diagnostics.plugin import NannyPlugin
 
-from . import threads
+from .. import threads
 
-__all__ = ["warmup", "limit_threads", "ThreadLimits", "THREAD_VARIABLES", "partial_fit_blocks"]
+__all__ = ["warmup", "limit_threads", "ThreadLimits", "THREAD_VARIABLES", "partial_fit_blocks",
+           "DataParallel"]
 
 
 # ------------------------------------------------------------------ warm-up
@@ -68,7 +73,7 @@ def warmup(client, backend=None):
     'numpy' (which compiles nothing) or None, each worker's default. Returns
     ``{worker address: seconds}``.
     """
-    from .kernels import BACKENDS
+    from ..kernels import BACKENDS
 
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
@@ -336,3 +341,8 @@ def _frame_blocks(a, X, name):
         raise ValueError(f"{name} is split at other index values than X "
                          f"({a.divisions} != {X.divisions})")
     return a.to_delayed()
+
+
+# ----------------------------------------------------------- data parallel
+# defined in fastmlp/dask/parallel.py, which uses the block helpers above
+from .parallel import DataParallel  # noqa: E402
