@@ -2,8 +2,10 @@
 (or ``fastmlp demo``).
 
 Prints, per data set and backend, the test accuracy, the final training loss,
-the epochs run and the mean time of one epoch. numba's kernels are compiled
-(or loaded from the cache) first, and that time is printed on its own.
+the epochs run and the mean time of one epoch. The numba kernels the models
+use are prepared first (compiled on the first run, loaded from numba's disk
+cache after): the demo says so before it starts and prints each model's
+preparation time on its own.
 
 ``--plot PATH`` instead draws the learning curves of a digits model trained
 with a validation set (the picture in the README); ``--export DIR`` writes the
@@ -17,7 +19,7 @@ import os
 import time
 import warnings
 
-from . import MLP, warmup
+from . import MLP
 from .datasets import export_csv, load_breast_cancer, load_digits, split, standardize
 from .errors import ConvergenceWarning
 
@@ -31,12 +33,18 @@ PLOT_MODEL = dict(hidden=(100,), activation="relu", lr=1e-3, batch_size=64, epoc
                   validation=0.15, patience=15, random_state=0)
 
 
-def run(name, backend, seed=0):
-    """(test accuracy, final loss, epochs, mean epoch seconds) on one data set."""
-    load, params = SETS[name]
+def _data(name, seed):
+    load, _ = SETS[name]
     X, y = load()
     X_train, X_test, y_train, y_test = split(X, y, 0.25, random_state=seed)
     X_train, X_test = standardize(X_train, X_test)
+    return X_train, X_test, y_train, y_test
+
+
+def run(name, backend, seed=0, epochs=None):
+    """(test accuracy, final loss, epochs, mean epoch seconds) on one data set."""
+    X_train, X_test, y_train, y_test = _data(name, seed)
+    params = dict(SETS[name][1], **({} if epochs is None else {"epochs": epochs}))
     model = MLP(**params, lr=1e-3, random_state=seed, backend=backend)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -46,10 +54,23 @@ def run(name, backend, seed=0):
     return model.score(X_test, y_test), model.loss_curve_[-1], model.n_iter_, seconds
 
 
+def prepare():
+    """Compile (or load from the cache) the numba kernels the demo's models use:
+    one epoch of each, saying what it does first and how long each took."""
+    print("fastmlp: preparing the numba kernels of the demo's models (compiled on the first "
+          "run, loaded from numba's cache after)", flush=True)
+    t0 = time.perf_counter()
+    for name in SETS:
+        t1 = time.perf_counter()
+        run(name, "numba", epochs=1)
+        print(f"  {name}: {time.perf_counter() - t1:.1f} s", flush=True)
+    print(f"fastmlp: kernels ready in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
 def table(backends):
     """Print the accuracy and speed table for ``backends``."""
     if "numba" in backends:
-        warmup("numba", verbose=True, dtypes=("float32",))  # the models below are float32
+        prepare()
     print(f"{'data set':<15}{'backend':<9}{'test acc':>9}{'loss':>10}{'epochs':>8}{'ms/epoch':>10}")
     for name in SETS:
         for backend in backends:

@@ -685,10 +685,11 @@ def test_doctor_examines_a_trained_model_file(trained):
 def test_demo_trains_on_the_bundled_data():
     lines = ok("demo", "--backend", "numba").stdout.splitlines()
     # it says what it prepares before anything else, then each kernel as it is ready
-    assert lines[0].startswith("fastmlp: preparing the numba kernels (float32)")
+    assert lines[0].startswith("fastmlp: preparing the numba kernels of the demo's models")
     head = next(i for i, line in enumerate(lines) if line.startswith("data set"))
     assert lines[head - 1].startswith("fastmlp: kernels ready in")
-    assert all(line.startswith("  ") for line in lines[1:head - 1]) and head > 3
+    assert [line.split(":")[0] for line in lines[1:head - 1]] == ["  digits",
+                                                                  "  breast-cancer"]
     assert lines[head].split() == ["data", "set", "backend", "test", "acc", "loss", "epochs",
                                    "ms/epoch"]
     rows = {line.split()[0]: line.split() for line in lines[head + 1:]}
