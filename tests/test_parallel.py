@@ -200,9 +200,20 @@ _MANY = textwrap.dedent("""
 """)
 
 
+#: Thread variables a subprocess does not inherit from this process (dask's local
+#: nannies set them here for the workers they spawn).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                     "MKL_NUM_THREADS")
+
+
+def _environment(**variables):
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARIABLES}
+    return {**env, **variables}
+
+
 def _run(code, *args, env=None):
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                            text=True, env={**os.environ, **(env or {})}, timeout=600)
+                            text=True, env=_environment(**(env or {})), timeout=600)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -245,10 +256,8 @@ _DEFAULTS = textwrap.dedent("""
 def test_thread_variables_decide_the_default(variables, expected):
     """n_threads=None: the cores this process may use, capped by OMP_NUM_THREADS and
     NUMBA_NUM_THREADS; BLAS runs at one thread while the blocks run."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-c", _DEFAULTS], capture_output=True, text=True,
-                            env={**env, **variables}, timeout=300)
+                            env=_environment(**variables), timeout=300)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     want = expected(threads.cores())

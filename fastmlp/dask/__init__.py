@@ -131,7 +131,10 @@ class ThreadLimits(NannyPlugin):
     the cluster, before the nanny's ``env`` applies), the way distributed
     applies its ``distributed.nanny.pre-spawn-environ`` settings: they are
     also set in the nanny's own process, which with a ``LocalCluster`` is the
-    client's (processes it starts later inherit them).
+    client's (processes it starts later inherit them). ``NUMBA_NUM_THREADS``
+    is the exception: it is set in the worker process alone, where numba
+    reads it on first use, since numba stops compiling in a process whose
+    variable changes after its threads have started.
     """
 
     name = "fastmlp-thread-limits"
@@ -155,8 +158,16 @@ class ThreadLimits(NannyPlugin):
     def setup(self, nanny):
         n = str(self.threads_for(nanny.address))
         variables = {name: n for name in THREAD_VARIABLES}
-        nanny.pre_spawn_env.update(variables)
+        nanny.pre_spawn_env.update({k: v for k, v in variables.items() if k not in _AFTER_SPAWN})
         nanny.env.update(variables)
+
+
+#: Variables set in the worker process only (nanny ``env``, applied before the
+#: worker imports anything of fastmlp's): numba reads ``NUMBA_NUM_THREADS`` when
+#: it is imported, which fastmlp does lazily, and refuses to compile in a process
+#: whose variable changed after its threads started, as the nanny's own process
+#: (a ``LocalCluster``'s client) may have done.
+_AFTER_SPAWN = ("NUMBA_NUM_THREADS",)
 
 
 def limit_threads(client, n_threads=None):
