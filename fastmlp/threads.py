@@ -9,8 +9,8 @@ Each kernel call uses one pool of threads, never both at once
   calling thread only (numba keeps the count per thread), with BLAS held at
   one thread meanwhile, since each block's products run inside a block's
   thread (``train_columns`` makes no BLAS call and leaves BLAS alone);
-- the one-row and narrow-network kernels of the NumPy backend, and
-  ``train_rows``, make no BLAS call and set nothing;
+- ``train_rows`` (SGD on batches of one row) makes no BLAS call and sets
+  nothing;
 - the rest run on the calling thread and cap BLAS at ``n_threads`` (None: no
   cap).
 
@@ -82,12 +82,11 @@ def default_threads():
 
 
 def _count_default():
-    count = cores()
-    for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
-        limit = _variable(name)
-        if limit is not None:
-            count = min(count, limit)
-    return max(1, min(count, pool_size()))
+    count = min(cores(), pool_size())  # numba's pool is NUMBA_NUM_THREADS where set
+    limit = _variable("OMP_NUM_THREADS")
+    if limit is not None:
+        count = min(count, limit)
+    return max(1, count)
 
 
 def blas_libraries(backend):

@@ -28,7 +28,7 @@ compiled entry point, so that a fit compiles only the one it uses:
   the activation's derivative and the bias gradient, and a one-pass update
   of each layer.
 
-The row-block kernels (``PARALLEL_KERNELS``, section "training: row
+The row-block kernels (``api.ROW_BLOCK_KERNELS``, section "training: row
 blocks") split rows the same way for any number of threads and sum in a
 fixed order, so their results do not depend on it; each has a serial twin
 for where numba's threads cannot run (``parallel_ok``).
@@ -2293,8 +2293,6 @@ def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chu
 
 loss_gradient_blocks, loss_gradient_blocks_serial = _twins(_loss_gradient_blocks)
 
-#: The kernels that have a serial twin (``NAME_serial``).
-PARALLEL_KERNELS = ("train_blocks", "train_columns", "loss_gradient_blocks")
 
 
 # ------------------------------------------------------------ thread safety
