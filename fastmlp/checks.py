@@ -8,7 +8,9 @@ the hyper-parameters of an ``MLP`` and states the allowed values or range of
 every one it refuses.
 """
 
+import functools
 import numbers
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -153,8 +155,11 @@ def check_X(X, dtype, n_features=None, name="X"):
             and X.shape[1] and (n_features is None or X.shape[1] == n_features)):
         # a plain float array, the usual case: convert, and if every value is finite
         # there is nothing more to check (otherwise the full path below names the problem)
-        with np.errstate(over="ignore"):
-            out = np.ascontiguousarray(X, dtype=dtype)
+        if X.dtype == dtype and X.flags.c_contiguous:
+            out = X
+        else:
+            with np.errstate(over="ignore"):
+                out = np.ascontiguousarray(X, dtype=dtype)
         if np.isfinite(out).all():
             return out
     if hasattr(X, "to_numpy") and callable(X.to_numpy) and _numeric_columns(X):
@@ -318,8 +323,33 @@ def _dtype_name(value):
     return name if name in DTYPES else None
 
 
+#: The hyper-parameters of an MLP that ``check_params`` reads.
+PARAMS = ("hidden", "activation", "solver", "dtype", "backend", "task", "n_threads",
+          "random_state", "nesterov", "shuffle", "verbose", "lr", "momentum", "l2", "tol",
+          "batch_size", "epochs", "patience", "validation")
+
+
 def check_params(model):
-    """Validate the hyper-parameters of an MLP; returns them normalised as a dict."""
+    """Validate the hyper-parameters of an MLP; returns them normalised as a dict.
+
+    ``partial_fit`` checks them on every call: the result for values already
+    checked (the same values of the same types) is remembered, unless one of
+    them cannot be hashed (a list of widths), which is checked every time."""
+    values = tuple(getattr(model, name) for name in PARAMS)
+    key = tuple((type(v), v) for v in values)
+    try:
+        hash(key)
+    except TypeError:
+        return _check_params(SimpleNamespace(**dict(zip(PARAMS, values))))
+    return dict(_checked_params(key))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_params(key):
+    return _check_params(SimpleNamespace(**{name: v for name, (_, v) in zip(PARAMS, key)}))
+
+
+def _check_params(model):
     from .kernels import ACTIVATIONS, BACKENDS
     from .network import SOLVERS
 

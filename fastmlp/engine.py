@@ -25,6 +25,7 @@ The rules are scikit-learn's ``MLPClassifier``'s:
   same), weighted by the batch's rows.
 """
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,13 @@ from .errors import DivergenceError, NotFittedError
 from .kernels import ACTIVATIONS, OUTPUTS, SOLVERS
 from .kernels.api import epoch_path, loss_path, n_rows, read_only, work_size
 from .network import Network
+
+
+@functools.lru_cache(maxsize=64)
+def _work_size(sizes, rows, sparse):
+    """``work_size`` of a layout (a tuple), remembered: ``partial_fit`` asks
+    for the same one on every call."""
+    return work_size(sizes, rows, sparse=sparse)
 
 _NO_LABELS = np.empty(0, dtype=np.int64)
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
@@ -267,6 +275,9 @@ class Engine:
         """Refuse to continue training a network whose layout or solver the
         hyper-parameters no longer describe."""
         net = self._net
+        if (activation == net.activation and output == net.output and solver == net.solver
+                and np.dtype(dtype) == net.dtype and net.sizes.tolist() == list(sizes)):
+            return
         now = dict(layers=net.sizes.tolist(), activation=net.activation, output=net.output,
                    solver=net.solver, dtype=net.dtype.name)
         asked = dict(layers=[int(s) for s in sizes], activation=activation, output=output,
@@ -287,7 +298,8 @@ class Engine:
         if self._lr is None or not incremental:
             self._lr = LearningRate(s.lr_schedule, s.lr, s.power_t)
         batch = max(1, min(s.batch_size, data.n))
-        work = np.empty(work_size(net.sizes, batch, sparse=data.sparse), dtype=net.dtype)
+        work = np.empty(_work_size(tuple(net.sizes.tolist()), batch, data.sparse),
+                        dtype=net.dtype)
         act, output, solver = (ACTIVATIONS[net.activation], OUTPUTS[net.output],
                                SOLVERS[net.solver])
         stopped = False
@@ -440,7 +452,8 @@ class Engine:
         net = self._net
         kern = self._kernels()
         chunk = max(1, min(LBFGS_CHUNK, data.n))
-        work = np.empty(work_size(net.sizes, chunk, sparse=data.sparse), dtype=net.dtype)
+        work = np.empty(_work_size(tuple(net.sizes.tolist()), chunk, data.sparse),
+                        dtype=net.dtype)
         act, output = ACTIVATIONS[net.activation], OUTPUTS[net.output]
 
         def loss_and_grad(params):

@@ -124,19 +124,37 @@ class _BlasCaps:
             if lib.get_num_threads() != count:
                 lib.set_num_threads(count)
 
-    @contextlib.contextmanager
     def cap(self, n_threads):
+        """A context in which BLAS runs at most ``n_threads`` threads."""
+        return _Cap(self, n_threads)
+
+    def enter(self, n_threads):
         with _caps_lock:
             if not self.wanted:
                 self.found = [lib.get_num_threads() for lib in blas_libraries(self.backend)]
             self.wanted.append(n_threads)
             self._apply()
-        try:
-            yield
-        finally:
-            with _caps_lock:
-                self.wanted.remove(n_threads)
-                self._apply()
+
+    def leave(self, n_threads):
+        with _caps_lock:
+            self.wanted.remove(n_threads)
+            self._apply()
+
+
+class _Cap:
+    """``_BlasCaps.cap``'s context (a class: a generator-based one costs
+    microseconds more per call)."""
+
+    __slots__ = ("caps", "n_threads")
+
+    def __init__(self, caps, n_threads):
+        self.caps, self.n_threads = caps, n_threads
+
+    def __enter__(self):
+        self.caps.enter(self.n_threads)
+
+    def __exit__(self, *exc):
+        self.caps.leave(self.n_threads)
 
 
 _caps_lock = threading.Lock()
@@ -175,17 +193,37 @@ def limits(n_threads, backend, path=None):
     return _blas_caps(backend).cap(n_threads)
 
 
-@contextlib.contextmanager
-def _row_blocks(n_threads, blas):
-    import numba
+class _row_blocks:
+    """The context of a row-block kernel's call: numba's threads for the
+    calling thread (numba keeps the count per thread) and, for ``blas``
+    kernels, BLAS at one thread meanwhile."""
 
-    count = default_threads() if n_threads is None else min(n_threads, pool_size())
-    before = numba.get_num_threads()
-    with _blas_caps("numba").cap(1) if blas else _NO_CAP:
-        if before != count:
-            numba.set_num_threads(count)
+    __slots__ = ("count", "blas", "before")
+
+    def __init__(self, n_threads, blas):
+        self.count = default_threads() if n_threads is None else min(n_threads, pool_size())
+        self.blas = blas
+
+    def __enter__(self):
+        import numba
+
+        if self.blas:
+            _blas_caps("numba").enter(1)
         try:
-            yield
+            self.before = numba.get_num_threads()
+            if self.before != self.count:
+                numba.set_num_threads(self.count)
+        except BaseException:
+            if self.blas:
+                _blas_caps("numba").leave(1)
+            raise
+
+    def __exit__(self, *exc):
+        import numba
+
+        try:
+            if self.before != self.count:
+                numba.set_num_threads(self.before)
         finally:
-            if before != count:
-                numba.set_num_threads(before)
+            if self.blas:
+                _blas_caps("numba").leave(1)

@@ -321,6 +321,28 @@ def test_partial_fit_with_different_classes_later_is_refused(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_checked_values_are_told_apart_by_type_and_content(backend):
+    # partial_fit remembers hyper-parameters it has checked: a value equal to an
+    # accepted one but of a refused type, and a list of widths changed in place
+    # between calls, are still seen
+    model = fitted(backend)
+    model.set_params(batch_size=1).partial_fit(X, Y_CLS)
+    model.set_params(batch_size=True)
+    with pytest.raises(ValueError, match=r"^batch_size must be an integer >= 1, got True$"):
+        model.partial_fit(X, Y_CLS)
+    model.set_params(batch_size=1, momentum=0).partial_fit(X, Y_CLS)
+    model.set_params(momentum=False)
+    with pytest.raises(ValueError, match=r"^momentum must be a finite number"):
+        model.partial_fit(X, Y_CLS)
+    widths = [8]
+    fresh = MLP(**{**SMALL, "backend": backend, "hidden": widths}).fit(X, Y_CLS)
+    widths[0] = 0
+    with pytest.raises(ValueError, match=r"^every hidden layer width must be an integer >= 1, "
+                                         r"got 0$"):
+        fresh.partial_fit(X, Y_CLS)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_refused_fit_keeps_a_fitted_model_usable(backend):
     model = fitted(backend)
     before = model.predict_proba(X)
