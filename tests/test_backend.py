@@ -139,7 +139,8 @@ def test_no_writable_cache_anywhere_compiles_in_memory_with_a_warning(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(root / "kernels", tmp_path / "pkg" / "fastmlp" / "kernels",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "pkg" / "fastmlp" / "kernels" / "__pycache__").write_text("a file, not a dir")
+    (tmp_path / "pkg" / "fastmlp" / "kernels" / "numba_core" / "__pycache__").write_text(
+        "a file, not a dir")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     code = ("import sys, warnings\n"

@@ -1,0 +1,75 @@
+"""Compiled (numba) kernels: every formula as an in-place loop.
+
+Each kernel writes into arrays its caller provides and allocates nothing but
+small views and index arrays, except ``predict_rows``, which returns its
+result. The whole-epoch kernels and the full-batch ``loss_gradient`` call the
+others, across the files of this package; numba rebuilds a cached function
+only when its own source file changes, so ``ensure_fresh`` (``freshness``)
+rebuilds every kernel when any file of the package, ``blocks``, or a value
+taken from ``codes`` and ``config`` changed since the cache was written.
+
+An epoch is trained by one of four kernels with one signature; the API picks
+one by the shape of the work (``api.epoch_path``), and each is its own
+compiled entry point, so that a fit compiles only the one it uses:
+
+- ``train_rows`` (``train_rows.py``): batches of one row (dense X). Per row,
+  the forward pass over flat parameters, then per layer from the top one
+  sweep that takes the delta for the layer below from the old weights and
+  updates the layer.
+- ``train_columns`` (``train_row_blocks.py``, its passes in
+  ``train_columns.py``): narrow networks on large batches (dense X). Blocks of
+  ``COLUMNS_BLOCK`` rows are transposed (feature-major), so that every inner
+  loop runs over the rows of the block and vectorises however narrow the
+  layers are; the blocks run in parallel.
+- ``train_blocks`` (``train_row_blocks.py``): small and medium layers on
+  batches of 64 rows or more (dense or CSR X): each batch split into row
+  blocks (``blocks.rows_plan``) that numba's threads train in parallel, each
+  with single-threaded products, the gradients summed in block order.
+- ``train_epoch`` (``train_batches.py``): everything else (large layers,
+  batches of one row under Adam, small batches): the whole batch at once,
+  products by BLAS and its threads (or plain loops below ``SMALL_GEMM``), a
+  fused pass per layer for the activation's derivative and the bias gradient,
+  and a one-pass update of each layer.
+
+The row-block kernels (``api.ROW_BLOCK_KERNELS``, ``train_row_blocks.py``)
+split rows the same way for any number of threads and sum in a fixed order,
+so their results do not depend on it; each has a serial twin for where
+numba's threads cannot run (``parallel_ok``).
+
+Inner loops that must vectorise index flat arrays with unsigned offsets: a
+signed computed index (``a[o + j]``) makes numba emit a wraparound select that
+stops LLVM's vectoriser, and a view per row costs more than a narrow row's
+arithmetic. Elementwise math uses range-reduced polynomials that vectorise
+(numba has no SIMD ``exp`` or ``log`` on this platform): ``_exp`` in float64,
+and float32 twins (``_exp32``, ``_log32``, ``_tanh32``) that keep float32
+loops at twice the vector width; ``_exp_t`` and friends pick by the value's
+type.
+
+The input X of the training and prediction kernels is either a C-contiguous
+2-D array or a CSR triple ``(data, indices, indptr)``; only the first layer
+of ``train_epoch`` differs (``_first_forward``, ``_first_gradient``), chosen by
+type when numba compiles, so a dense fit never compiles the sparse code.
+
+Files, one per section: ``_setup`` (set-up), ``bits``, ``exp_log`` (exp and
+log), ``products`` (matrix products), ``activations``, ``outputs`` (output
+layers), ``optimisers``, ``layout`` (layout and the first layer), ``forward``
+(network forward), training in ``train_batches``, ``train_rows``,
+``train_columns``, ``train_full_batch`` and ``train_row_blocks``,
+``thread_safety``; and ``freshness`` and ``record``, which keep the cache
+fresh. This module only gathers the names the API and the tests use.
+"""
+
+from ._setup import _CACHE
+from .activations import act_backward, bias_act_rows, linear
+from .forward import forward, predict_rows
+from .freshness import _FROZEN, _source_key, ensure_fresh
+from .optimisers import adam_rate, adam_step, adam_update, sgd_step, sgd_update
+from .outputs import log_softmax, output_rows, softmax
+from .products import column_sums, gemm_nn, gemm_nt, gemm_tn, sum_squares
+from .record import _frozen
+from .thread_safety import parallel_ok, threading_layer
+from .train_batches import train_epoch
+from .train_full_batch import loss_gradient
+from .train_row_blocks import (loss_gradient_blocks, loss_gradient_blocks_serial, train_blocks,
+                               train_blocks_serial, train_columns, train_columns_serial)
+from .train_rows import train_rows

@@ -1,0 +1,136 @@
+"""Activations: a hidden layer's f in place, fused with its bias, and f's
+derivative, fused with the bias gradient of the layer below.
+"""
+
+from numba import njit
+
+from ..codes import IDENTITY, RELU, SIGMOID, TANH
+from ..config import NARROW
+from ._setup import INLINE, JIT, U
+from .exp_log import _sigmoid, _sigmoid_t, _tanh, _tanh_t
+from .products import _flat, gemm_nn
+
+
+@njit(**JIT)
+def _act_flat(z, lo, hi, act):
+    """z[lo:hi] = f(z[lo:hi]) in place: one long loop that vectorises."""
+    f32 = z.itemsize == 4  # a compile-time constant: no branch in the loops
+    z = z[lo:hi]  # loops from 0 index without wraparound checks, and vectorise
+    if act == RELU:
+        for i in range(z.shape[0]):
+            v = z[i]
+            z[i] = 0.0 if v < 0 else v
+    elif act == SIGMOID:
+        for i in range(z.shape[0]):
+            z[i] = _sigmoid(z[i], f32)
+    elif act == TANH:
+        for i in range(z.shape[0]):
+            z[i] = _tanh(z[i], f32)
+
+
+@njit(**INLINE)
+def _act_span(z, lo, n, act):
+    """z[lo:lo + n] = f(z[lo:lo + n]) in place, in z's own precision (unsigned
+    lo and n, no view): the activation of the training kernels."""
+    if act == RELU:
+        for j in range(n):
+            v = z[lo + j]
+            z[lo + j] = 0.0 if v < 0 else v
+    elif act == SIGMOID:
+        for j in range(n):
+            z[lo + j] = _sigmoid_t(z[lo + j])
+    elif act == TANH:
+        for j in range(n):
+            z[lo + j] = _tanh_t(z[lo + j])
+
+
+@njit(**JIT)
+def bias_act_rows(Z, b, act, r0, r1):
+    """Z[r] = f(Z[r] + b) in place for rows r0..r1-1.
+
+    Wide rows take one fused pass; narrow rows (a short inner loop cannot
+    vectorise f) add the bias first, then apply f over the whole block.
+    """
+    n = Z.shape[1]
+    z = _flat(Z)
+    f32 = Z.itemsize == 4
+    nu = U(n)
+    if n < NARROW or act == IDENTITY:
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                z[row + j] += b[j]
+        _act_flat(z, r0 * n, r1 * n, act)
+    elif act == RELU:
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                v = z[row + j] + b[j]
+                z[row + j] = 0.0 if v < 0 else v
+    elif act == SIGMOID:
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                z[row + j] = _sigmoid(z[row + j] + b[j], f32)
+    else:
+        for i in range(U(r0), U(r1)):
+            row = i * nu
+            for j in range(nu):
+                z[row + j] = _tanh(z[row + j] + b[j], f32)
+
+
+@njit(**JIT)
+def linear(X, W, b, act, out):
+    """out = f(X @ W + b): one product, then one fused pass for bias and f."""
+    gemm_nn(X, W, out)
+    bias_act_rows(out, b, act, 0, out.shape[0])
+
+
+@njit(**JIT)
+def act_backward(A, dA, act, out):
+    """out = dA * f'(.) from the activation output A (out may be dA)."""
+    a, d, o = _flat(A), _flat(dA), _flat(out)
+    if act == RELU:
+        for i in range(o.shape[0]):
+            o[i] = d[i] if a[i] > 0 else 0.0
+    elif act == SIGMOID:
+        for i in range(o.shape[0]):
+            o[i] = d[i] * (a[i] * (1.0 - a[i]))
+    elif act == TANH:
+        for i in range(o.shape[0]):
+            o[i] = d[i] * (1.0 - a[i] * a[i])
+    else:
+        for i in range(o.shape[0]):
+            o[i] = d[i]
+
+
+@njit(**JIT)
+def _act_backward_sums(A, G, act, gb):
+    """G *= f'(.) in place from the activation output A, and gb = the column
+    sums of the result (the bias gradient of the layer whose delta G is): one
+    pass instead of two."""
+    m, n = G.shape
+    a, g = _flat(A), _flat(G)
+    nu = U(n)
+    for j in range(nu):
+        gb[j] = 0.0
+    for i in range(U(m)):
+        row = i * nu
+        if act == RELU:
+            for j in range(nu):
+                v = g[row + j] if a[row + j] > 0 else 0.0
+                g[row + j] = v
+                gb[j] += v
+        elif act == SIGMOID:
+            for j in range(nu):
+                v = g[row + j] * (a[row + j] * (1.0 - a[row + j]))
+                g[row + j] = v
+                gb[j] += v
+        elif act == TANH:
+            for j in range(nu):
+                v = g[row + j] * (1.0 - a[row + j] * a[row + j])
+                g[row + j] = v
+                gb[j] += v
+        else:
+            for j in range(nu):
+                gb[j] += g[row + j]

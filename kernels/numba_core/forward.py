@@ -1,0 +1,142 @@
+"""Network forward: the forward pass over flat parameters (``forward``,
+``predict_rows``) and the output function without a loss.
+"""
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from ..codes import IDENTITY, LOGISTIC, POISSON, SIGMOID, SOFTMAX
+from ..config import PREDICT_CHUNK
+from ._setup import JIT, OVERLOAD
+from .activations import _act_flat, linear
+from .exp_log import _exp
+from .layout import (_block, _first_forward, _input_block, _input_rows, _layers, _n_rows, _offsets,
+                     _weights)
+from .outputs import softmax
+from .products import _flat
+
+
+@njit(**JIT)
+def _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out):
+    """Activations of m rows through every layer into the work blocks (layer
+    l's output in block l + 1); the last layer's into ``out`` (logits: the
+    output function is applied by the caller). Returns the first layer's input
+    block."""
+    L = sizes.shape[0] - 1
+    W, b = _weights(params, sizes, offs, 0)
+    dst = out if L == 1 else _block(work, wo, 1, m, sizes[1])
+    first = _first_forward(X, order, start, m, W, b, act if L > 1 else IDENTITY,
+                           _input_block(X, work, wo, m, sizes[0]), dst)
+    prev = dst
+    for l in range(1, L):
+        W, b = _weights(params, sizes, offs, l)
+        dst = out if l == L - 1 else _block(work, wo, l + 1, m, sizes[l + 1])
+        linear(prev, W, b, act if l < L - 1 else IDENTITY, dst)
+        prev = dst
+    return first
+
+
+@njit(**JIT)
+def _output_only(out, output):
+    """The output function applied to logits in place (no loss)."""
+    m, k = out.shape
+    if output == SOFTMAX:
+        softmax(out, out)
+    elif output == LOGISTIC:
+        _act_flat(_flat(out), 0, m * k, SIGMOID)
+    elif output == POISSON:
+        o = _flat(out)
+        for j in range(o.shape[0]):
+            o[j] = _exp(np.float64(o[j]), False)
+
+
+@njit(**JIT)
+def forward(X, params, sizes, act, output, buf_a, buf_b, out):
+    """Network output for the rows of dense X; buf_a and buf_b are 1-D scratch
+    of at least rows * widest hidden layer."""
+    m = X.shape[0]
+    L = sizes.shape[0] - 1
+    offs = _layers(sizes)
+    prev = X
+    for l in range(L):
+        W, b = _weights(params, sizes, offs, l)
+        n_out = sizes[l + 1]
+        if l == L - 1:
+            dst = out
+        elif l % 2 == 0:
+            dst = buf_a[: m * n_out].reshape(m, n_out)
+        else:
+            dst = buf_b[: m * n_out].reshape(m, n_out)
+        linear(prev, W, b, act if l < L - 1 else IDENTITY, dst)
+        prev = dst
+    _output_only(out, output)
+
+
+@njit(**JIT)
+def _first_nonfinite(a, cols):
+    """The first row (of width ``cols``) of flat ``a`` holding NaN or inf, or -1."""
+    for i in range(a.shape[0] // cols):
+        bad = False
+        for j in range(i * cols, (i + 1) * cols):
+            bad |= not np.isfinite(a[j])
+        if bad:
+            return i
+    return -1
+
+
+def _first_nonfinite_input(X):
+    """The first row of X (dense or CSR) holding NaN or inf, or -1."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_first_nonfinite_input, jit_options=OVERLOAD)
+def _first_nonfinite_input_impl(X):
+    if isinstance(X, types.Array):
+        return lambda X: _first_nonfinite(_flat(X), X.shape[1])
+
+    def csr(X):
+        data, indices, indptr = X
+        for r in range(indptr.shape[0] - 1):
+            for p in range(indptr[r], indptr[r + 1]):
+                if not np.isfinite(data[p]):
+                    return r
+        return -1
+
+    return csr
+
+
+@njit(**JIT)
+def predict_rows(X, params, sizes, act, output):
+    """The network's output for every row of X (dense or CSR) in chunks,
+    allocating its result and scratch: one compiled call per prediction.
+    Returns (out, labels, bad): labels is each row's argmax (the class code
+    under a softmax output), bad the first row whose input or output is not
+    finite (-1: none)."""
+    m = _n_rows(X)
+    L = sizes.shape[0] - 1
+    k = sizes[L]
+    out = np.empty((m, k), dtype=params.dtype)
+    labels = np.zeros(m, dtype=np.int64)
+    bad = _first_nonfinite_input(X)
+    if bad >= 0:
+        return out, labels, bad
+    offs = _layers(sizes)
+    chunk = max(1, min(m, PREDICT_CHUNK))
+    wo = _offsets(sizes, chunk, _input_rows(X, chunk))
+    work = np.empty(wo[L + 1], dtype=params.dtype)
+    empty = np.empty(0, dtype=np.int64)
+    for r0 in range(0, m, chunk):
+        r1 = min(m, r0 + chunk)
+        block = out[r0:r1]
+        _forward_rows(X, empty, r0, r1 - r0, params, sizes, offs, act, output, work, wo, block)
+        _output_only(block, output)
+    o = _flat(out)
+    bad = _first_nonfinite(o, k)
+    for i in range(m):
+        best = 0
+        for j in range(1, k):
+            if o[i * k + j] > o[i * k + best]:
+                best = j
+        labels[i] = best
+    return out, labels, bad

@@ -1,0 +1,97 @@
+"""Optimisers: SGD and Adam steps over a span of the parameters, in one pass.
+"""
+
+import numpy as np
+from numba import njit
+
+from ..codes import ADAM
+from ._setup import JIT, REDUCE
+from .bits import _abs_key, _inf_key
+
+
+@njit(**REDUCE)
+def sgd_step(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1, keep):
+    """One SGD step on entries i0..i1-1, in one pass, in the arrays' precision:
+    g = grads + decay * params (the L2 term; stored back into ``grads`` when
+    ``keep``), velocity = momentum * velocity - lr * g, params += velocity
+    (Nesterov: params += momentum * velocity - lr * g). Returns (whether every
+    new value is finite in the dtype, sum of the new params**2)."""
+    dt = params.dtype.type
+    lr_, mom, dec = dt(lr), dt(momentum), dt(decay)
+    c1, c2 = (mom, lr_) if nesterov else (dt(1.0), dt(0.0))
+    key = _abs_key(dt(0.0))
+    sq = 0.0
+    params, grads, velocity = params[i0:i1], grads[i0:i1], velocity[i0:i1]
+    for i in range(params.shape[0]):
+        g = grads[i] + dec * params[i]
+        v = mom * velocity[i] - lr_ * g
+        p = params[i] + (c1 * v - c2 * g)
+        if keep:
+            grads[i] = g
+        velocity[i] = v
+        params[i] = p
+        key = max(key, max(_abs_key(v), _abs_key(p)))
+        sq += np.float64(p) * np.float64(p)
+    return key < _inf_key(params), sq
+
+
+@njit(**JIT)
+def adam_rate(lr, beta1, beta2, step):
+    """Adam's step size for update number ``step`` (>= 1), both bias
+    corrections folded in."""
+    return lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+
+
+@njit(**REDUCE)
+def adam_step(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
+    """One Adam step on entries i0..i1-1 (``rate`` from ``adam_rate``), in one
+    pass, the L2 term added to ``grads`` first; returns what ``sgd_step`` does.
+    Computed in float64 and rounded when stored: a float32 square of a large
+    gradient would overflow where the stored moment does not."""
+    dt = params.dtype.type
+    key = _abs_key(dt(0.0))
+    sq = 0.0
+    params, grads, m1, m2 = params[i0:i1], grads[i0:i1], m1[i0:i1], m2[i0:i1]
+    for i in range(params.shape[0]):
+        g = grads[i] + decay * params[i]
+        grads[i] = g
+        a = beta1 * m1[i] + (1.0 - beta1) * g
+        b = beta2 * m2[i] + (1.0 - beta2) * (g * g)
+        p = params[i] - rate * a / (np.sqrt(b) + eps)
+        m1[i] = a
+        m2[i] = b
+        params[i] = p
+        stored = dt(p)
+        key = max(key, max(_abs_key(dt(a)), max(_abs_key(dt(b)), _abs_key(stored))))
+        sq += np.float64(stored) * np.float64(stored)
+    return key < _inf_key(params), sq
+
+
+@njit(**JIT)
+def sgd_update(params, grads, velocity, lr, momentum, nesterov):
+    sgd_step(params, grads, velocity, lr, momentum, nesterov, 0.0, 0, params.shape[0], False)
+
+
+@njit(**JIT)
+def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
+    adam_step(params, grads, m1, m2, adam_rate(lr, beta1, beta2, step), beta1, beta2, eps,
+              0.0, 0, params.shape[0])
+
+
+@njit(**JIT)
+def _update_layer(params, grads, state1, state2, lo, mid, hi, solver, lr, momentum, nesterov,
+                  beta1, beta2, eps, rate, decay, keep):
+    """One optimiser step on a layer: W = params[lo:mid] with the L2 term
+    ``decay * W``, b = params[mid:hi] without; SGD stores the gradient with
+    its L2 term only when ``keep``. Returns (all new values finite, sum of
+    the new W**2)."""
+    if solver == ADAM:
+        ok_w, sq = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, decay,
+                             lo, mid)
+        ok_b, _ = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, 0.0,
+                            mid, hi)
+    else:
+        ok_w, sq = sgd_step(params, grads, state1, lr, momentum, nesterov, decay, lo, mid,
+                            keep)
+        ok_b, _ = sgd_step(params, grads, state1, lr, momentum, nesterov, 0.0, mid, hi, keep)
+    return ok_w and ok_b, sq

@@ -1,0 +1,288 @@
+"""Training: columns. The forward, output and backward passes of one
+feature-major block of rows; ``train_columns`` (``train_row_blocks``) runs
+the blocks in parallel.
+"""
+
+import numpy as np
+from numba import njit
+
+from ..codes import RELU, SIGMOID, SOFTMAX, TANH
+from ._setup import INLINE, INLINE_REDUCE, JIT, REDUCE, U
+from .activations import _act_span
+from .exp_log import _exp_t, _log_t
+from .outputs import output_rows
+from .products import _flat
+
+
+@njit(**JIT)
+def _column_offsets(sizes, block):
+    """Unsigned start of each feature-major block in the work array: the input
+    (d x block), each hidden layer's activations, the logits (k x block,
+    later the output delta), then two buffers of widest x block for the
+    deltas of the hidden layers."""
+    L = sizes.shape[0] - 1
+    at = np.empty(L + 3, dtype=np.uint64)
+    off = 0
+    widest = 0
+    for l in range(L + 1):
+        at[l] = off
+        off += sizes[l] * block
+        if l > 0:
+            widest = max(widest, sizes[l])
+    at[L + 1] = off
+    at[L + 2] = off + widest * block
+    return at
+
+
+@njit(**INLINE)
+def _columns_combine(params, w0, stride, work, src, bu, n, o, nb):
+    """work[o:o + nb] += the sum over k < n of params[w0 + k stride] times the
+    row work[src + k bu:] (feature-major rows of a block): four rows per pass,
+    so that the output row is loaded and stored once per four of them."""
+    n4 = n - n % U(4)
+    for k in range(U(0), n4, U(4)):
+        c0 = params[w0 + k * stride]
+        c1 = params[w0 + (k + U(1)) * stride]
+        c2 = params[w0 + (k + U(2)) * stride]
+        c3 = params[w0 + (k + U(3)) * stride]
+        a0 = src + k * bu
+        a1, a2, a3 = a0 + bu, a0 + U(2) * bu, a0 + U(3) * bu
+        for i in range(nb):
+            work[o + i] += ((c0 * work[a0 + i] + c1 * work[a1 + i])
+                            + (c2 * work[a2 + i] + c3 * work[a3 + i]))
+    for k in range(n4, n):
+        c = params[w0 + k * stride]
+        a = src + k * bu
+        for i in range(nb):
+            work[o + i] += c * work[a + i]
+
+
+@njit(**JIT)
+def _columns_forward(X, rows, params, sizes, offs, at, block, act, work):
+    """The forward pass of a block of rows (X's rows ``rows``), feature-major:
+    row i of the block is column i of every layer's matrix, ``block`` apart.
+    For each output unit: its bias, then one axpy over the block's rows per
+    input unit, then f; every loop runs over the rows."""
+    L = sizes.shape[0] - 1
+    d = U(sizes[0])
+    bu = U(block)
+    nb = U(rows.shape[0])
+    x = _flat(X)
+    for f in range(d):
+        dst = f * bu
+        for i in range(nb):
+            work[dst + i] = x[U(rows[i]) * d + f]
+    for l in range(L):
+        n_in, n_out = U(sizes[l]), U(sizes[l + 1])
+        src, dst = at[l], at[l + 1]
+        wl, bl = U(offs[2 * l]), U(offs[2 * l + 1])
+        for u in range(n_out):
+            o = dst + u * bu
+            bv = params[bl + u]
+            for i in range(nb):
+                work[o + i] = bv
+            _columns_combine(params, wl + u, n_out, work, src, bu, n_in, o, nb)
+            if l < L - 1:
+                _act_span(work, o, nb, act)
+
+
+@njit(**REDUCE)
+def _weighted_sum(work, at, w, rows):
+    """sum_i w[rows[i]] * work[at + i] in float64 (w empty: all 1)."""
+    total = 0.0
+    if w.shape[0] == 0:
+        for i in range(U(rows.shape[0])):
+            total += np.float64(work[at + i])
+    else:
+        for i in range(U(rows.shape[0])):
+            total += w[rows[i]] * np.float64(work[at + i])
+    return total
+
+
+@njit(**JIT)
+def _columns_softmax(y, w, rows, scale, k, block, work, zo, r0, r1):
+    """Softmax + cross-entropy of a feature-major block of logits (k rows of
+    ``block`` at work[zo:]), vectorised over the block's rows: one output
+    stream per loop, so that each vectorises. Replaces the logits by the
+    delta w_r * scale * (p - onehot(label)) and returns the weighted sum of
+    the rows' losses (float64). Scratch: four row vectors, at r0 and r0 +
+    block (label as a float, the row's weight times ``scale``), r1 and r1 +
+    block (max, then the sum of exps; z[label] - max, then the loss)."""
+    nb = U(rows.shape[0])
+    bu = U(block)
+    ku = U(k)
+    dt = work.dtype.type
+    lab, ws, top, row = r0, r0 + bu, r1, r1 + bu
+    weighted = w.shape[0] > 0
+    for i in range(nb):
+        r = rows[i]
+        work[lab + i] = dt(y[r])
+        work[ws + i] = dt((w[r] if weighted else 1.0) * scale)
+    for i in range(nb):
+        work[top + i] = work[zo + i]
+    for c in range(U(1), ku):
+        zc = zo + c * bu
+        for i in range(nb):
+            work[top + i] = max(work[top + i], work[zc + i])
+    for i in range(nb):
+        work[row + i] = -work[top + i]
+    for c in range(ku):
+        zc = zo + c * bu
+        cf = dt(c)
+        for i in range(nb):
+            work[row + i] += work[zc + i] if work[lab + i] == cf else dt(0.0)
+    for c in range(ku):
+        zc = zo + c * bu
+        for i in range(nb):
+            work[zc + i] = _exp_t(work[zc + i] - work[top + i])
+    for i in range(nb):
+        work[top + i] = work[zo + i]
+    for c in range(U(1), ku):
+        zc = zo + c * bu
+        for i in range(nb):
+            work[top + i] += work[zc + i]
+    for i in range(nb):
+        work[row + i] = _log_t(work[top + i]) - work[row + i]
+    total = _weighted_sum(work, row, w, rows)
+    for i in range(nb):
+        work[top + i] = work[ws + i] / work[top + i]
+    for c in range(ku):
+        zc = zo + c * bu
+        cf = dt(c)
+        for i in range(nb):
+            work[zc + i] = work[zc + i] * work[top + i] - (work[ws + i] if work[lab + i] == cf
+                                                         else dt(0.0))
+    return total
+
+
+@njit(**JIT)
+def _columns_binary(y, w, rows, scale, block, work, zo, r0, r1):
+    """``_columns_softmax`` for two classes: with v = z[other] - z[label], the
+    loss is softplus(v) = max(v, 0) + log1p(e), e = exp(-|v|), and the delta
+    ws * sigmoid(v) for the other class, its negative for the label. One exp
+    and one log per row and one vectorised pass, where the general form takes
+    two exps, a log and a dozen passes; log1p(e) is log(c) + (e - (c - 1)) /
+    c with c = 1 + e (the rounding of c corrected). Scratch: row vectors at
+    r0 (1 where the label is class 0), r0 + block (the row's weight times
+    ``scale``) and r1 (the rows' losses)."""
+    nb = U(rows.shape[0])
+    bu = U(block)
+    dt = work.dtype.type
+    first, ws, z1 = r0, r0 + bu, zo + bu
+    weighted = w.shape[0] > 0
+    for i in range(nb):
+        r = rows[i]
+        work[first + i] = dt(1.0) if y[r] == 0 else dt(0.0)
+        work[ws + i] = dt((w[r] if weighted else 1.0) * scale)
+    for i in range(nb):
+        one = work[first + i] != dt(0.0)
+        a, b = work[zo + i], work[z1 + i]
+        v = b - a if one else a - b
+        e = _exp_t(-abs(v))
+        c = dt(1.0) + e
+        inv = dt(1.0) / c
+        work[r1 + i] = max(v, dt(0.0)) + (_log_t(c) + (e - (c - dt(1.0))) * inv)
+        q = work[ws + i] * ((dt(1.0) if v >= dt(0.0) else e) * inv)
+        work[zo + i] = -q if one else q
+        work[z1 + i] = q if one else -q
+    return _weighted_sum(work, r1, w, rows)
+
+
+@njit(**JIT)
+def _columns_output(y, Y, w, rows, start, order, scale, output, k, block, work, zo, g0, g1):
+    """The output layer of a feature-major block: its loss (returned, weighted,
+    float64) and its delta in place of the logits. Softmax is vectorised over
+    the rows (``_columns_binary`` for two classes, else ``_columns_softmax``);
+    the other outputs go through ``output_rows`` on a row-major copy in g0,
+    the delta coming back from g1."""
+    if output == SOFTMAX:
+        if k == 2:
+            return _columns_binary(y, w, rows, scale, block, work, zo, g0, g1)
+        return _columns_softmax(y, w, rows, scale, k, block, work, zo, g0, g1)
+    nb = U(rows.shape[0])
+    bu, ku = U(block), U(k)
+    for c in range(ku):
+        for i in range(nb):
+            work[g0 + i * ku + c] = work[zo + c * bu + i]
+    m = rows.shape[0]
+    Zr = work[g0 : g0 + U(m * k)].reshape(m, k)
+    Dr = work[g1 : g1 + U(m * k)].reshape(m, k)
+    total = output_rows(Zr, y, Y, w, order, start, scale, output, Dr)
+    for c in range(ku):
+        for i in range(nb):
+            work[zo + c * bu + i] = work[g1 + i * ku + c]
+    return total
+
+
+@njit(**INLINE_REDUCE)
+def _columns_dots(work, a, d0, bu, n, nb, grads, g0):
+    """grads[g0 + u] += the dot product of the rows work[a:a + nb] and
+    work[d0 + u bu:] over the block, for u < n: four at once, sharing the
+    loads of the first row."""
+    dt = work.dtype.type
+    n4 = n - n % U(4)
+    for u in range(U(0), n4, U(4)):
+        r0 = d0 + u * bu
+        r1, r2, r3 = r0 + bu, r0 + U(2) * bu, r0 + U(3) * bu
+        t0 = t1 = t2 = t3 = dt(0.0)
+        for i in range(nb):
+            x = work[a + i]
+            t0 += x * work[r0 + i]
+            t1 += x * work[r1 + i]
+            t2 += x * work[r2 + i]
+            t3 += x * work[r3 + i]
+        grads[g0 + u] += t0
+        grads[g0 + u + U(1)] += t1
+        grads[g0 + u + U(2)] += t2
+        grads[g0 + u + U(3)] += t3
+    for u in range(n4, n):
+        r = d0 + u * bu
+        t = dt(0.0)
+        for i in range(nb):
+            t += work[a + i] * work[r + i]
+        grads[g0 + u] += t
+
+
+@njit(**REDUCE)
+def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
+    """The backward pass of a feature-major block, its gradient added to
+    ``grads``: per layer from the top, dW[f, u] += the dot product over the
+    block's rows of input f and delta u, db[u] += the sum of delta u, and the
+    delta of the layer below, sum_u W[f, u] delta_u times f'(.), from the
+    current W. The logits' block holds the output delta; the hidden deltas
+    alternate between the two delta buffers."""
+    L = sizes.shape[0] - 1
+    bu = U(block)
+    nbu = U(nb)
+    dt = work.dtype.type
+    cur = at[L]
+    for l in range(L - 1, -1, -1):
+        n_in, n_out = U(sizes[l]), U(sizes[l + 1])
+        src = at[l]
+        wl, bl = U(offs[2 * l]), U(offs[2 * l + 1])
+        for u in range(n_out):
+            du = cur + u * bu
+            s = dt(0.0)
+            for i in range(nbu):
+                s += work[du + i]
+            grads[bl + u] += s
+        for f in range(n_in):
+            _columns_dots(work, src + f * bu, cur, bu, n_out, nbu, grads, wl + f * n_out)
+        if l > 0:
+            nxt = at[L + 1] if cur != at[L + 1] else at[L + 2]
+            for f in range(n_in):
+                g = nxt + f * bu
+                a = src + f * bu
+                for i in range(nbu):
+                    work[g + i] = dt(0.0)
+                _columns_combine(params, wl + f * n_out, U(1), work, cur, bu, n_out, g, nbu)
+                if act == RELU:
+                    for i in range(nbu):
+                        work[g + i] = work[g + i] if work[a + i] > 0 else dt(0.0)
+                elif act == SIGMOID:
+                    for i in range(nbu):
+                        work[g + i] *= work[a + i] * (dt(1.0) - work[a + i])
+                elif act == TANH:
+                    for i in range(nbu):
+                        work[g + i] *= dt(1.0) - work[a + i] * work[a + i]
+            cur = nxt

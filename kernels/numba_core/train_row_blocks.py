@@ -1,0 +1,370 @@
+"""Training: row blocks. ``train_blocks``, ``train_columns`` and
+``loss_gradient_blocks``, each with its serial twin (``NAME_serial``).
+
+The kernels and the parallel passes they call live in this one module:
+``_twins`` compiles a kernel's serial twin against a copy of this module's
+globals in which every pass of ``_PASSES`` is replaced by its serial twin.
+"""
+
+import types as pytypes
+
+import numpy as np
+from numba import njit, prange
+
+from .. import blocks
+from ..codes import ADAM
+from ..config import UPDATE_CHUNK
+from ._setup import JIT, PARALLEL, REDUCE, U
+from .forward import _forward_rows
+from .layout import _block, _input_rows, _layers, _n_rows, _offsets, _weights
+from .optimisers import _update_layer, adam_rate, adam_step, sgd_step
+from .outputs import output_rows
+from .products import column_sums
+from .train_batches import (_batch_penalty, _batch_weight, _delta, _delta_below, _last_live,
+                            _layer_gradient, _penalty_squares)
+from .train_columns import _column_offsets, _columns_backward, _columns_forward, _columns_output
+
+
+def _renamed(fn, name, namespace=None):
+    """A copy of function ``fn`` named ``name`` (numba names its cache files by
+    it) that reads its globals from ``namespace`` (default: its module's)."""
+    g = pytypes.FunctionType(fn.__code__, fn.__globals__ if namespace is None else namespace,
+                             name, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = name
+    g.__module__, g.__doc__ = fn.__module__, fn.__doc__
+    return g
+
+
+def _pass_twins(fn):
+    """A parallel pass ``fn`` (named ``_NAME``) compiled twice: as ``_NAME``
+    with its ``prange`` loop run by numba's threads, and as ``_NAME_serial``
+    with it run in order on the calling thread."""
+    return (njit(**PARALLEL)(_renamed(fn, fn.__name__)),
+            njit(**JIT)(_renamed(fn, fn.__name__ + "_serial")))
+
+
+_rows_plan = njit(**JIT)(blocks.rows_plan)
+_columns_plan = njit(**JIT)(blocks.columns_plan)
+
+
+@njit(**JIT)
+def _block_gradient(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale,
+                    work, wo, G):
+    """Forward, loss and backward of the m rows ``_row(order, start, i)``
+    with their own scratch ``work`` (laid out by ``wo``), the gradient of
+    their loss times ``scale`` written to ``G`` (a whole parameter vector).
+    Returns the rows' weighted loss (float64)."""
+    L = sizes.shape[0] - 1
+    out = _block(work, wo, L, m, sizes[L])
+    first = _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out)
+    D = _delta(work, wo, sizes, m, L - 1)
+    loss = output_rows(out, y, Y, w, order, start, scale, output, D)
+    column_sums(D, _weights(G, sizes, offs, L - 1)[1])
+    for l in range(L - 1, -1, -1):
+        _layer_gradient(X, order, start, m, first, sizes, work, wo, l,
+                        _weights(G, sizes, offs, l)[0])
+        if l > 0:
+            _delta_below(params, sizes, offs, act, work, wo, m, l,
+                         _weights(G, sizes, offs, l - 1)[1])
+    return loss
+
+
+@njit(**REDUCE)
+def _sum_blocks(slots, nb, n, out, c0, c1, add):
+    """out[c0:c1] (+)= the sum over the first nb blocks of their gradients
+    (``slots`` holds them one after another, n entries each), in block order."""
+    if not add:
+        for i in range(U(c0), U(c1)):
+            out[i] = 0.0
+    for b in range(U(nb)):  # block by block: each entry's sum in block order, vectorised
+        base = b * U(n)
+        for i in range(U(c0), U(c1)):
+            out[i] += slots[base + i]
+
+
+@njit(**JIT)
+def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, momentum,
+                 nesterov, beta1, beta2, eps, rate, decay, keep):
+    """The optimiser step of ``_update_layer`` on the entries c0..c1-1 of the
+    parameter vector, whichever layers' weights and biases they hold.
+    Returns (all new values finite, sum of the new weights**2 among them)."""
+    ok = True
+    sq = 0.0
+    for l in range((offs.shape[0] - 1) // 2):
+        for part in range(2):  # the weights (with the L2 term), then the biases
+            i0 = max(c0, offs[2 * l + part])
+            i1 = min(c1, offs[2 * l + part + 1])
+            if i0 >= i1:
+                continue
+            d = decay if part == 0 else 0.0
+            if solver == ADAM:
+                good, s = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, d,
+                                    i0, i1)
+            else:
+                good, s = sgd_step(params, grads, state1, lr, momentum, nesterov, d, i0, i1,
+                                   keep)
+            ok = ok and good
+            if part == 0:
+                sq += s
+    return ok, sq
+
+
+def _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output, scale,
+               work, wo, slots, losses):
+    """The m rows from ``start`` in blocks of ``rows`` rows, one block per
+    task: block b's scratch is the b-th ``wo[L + 3]`` entries of ``work``, its
+    gradient the b-th parameter vector in ``slots``. Returns the rows' loss,
+    the blocks' losses summed in block order."""
+    P = params.shape[0]
+    wb = wo[sizes.shape[0] + 2]
+    nb = (m + rows - 1) // rows
+    for b in prange(nb):
+        r0 = b * rows
+        losses[b] = _block_gradient(X, y, Y, w, order, start + r0, min(rows, m - r0), params,
+                                    sizes, offs, act, output, scale, work[b * wb : (b + 1) * wb],
+                                    wo, slots[b * P : (b + 1) * P])
+    total = 0.0
+    for b in range(nb):
+        total += losses[b]
+    return total
+
+
+_rows_pass, _rows_pass_serial = _pass_twins(_rows_pass)
+
+
+def _sum_pass(slots, nb, out, add):
+    """out (+)= the sum of the first nb gradients in ``slots``, in block order,
+    in spans of ``UPDATE_CHUNK`` entries, one per task."""
+    P = out.shape[0]
+    for c in prange((P + UPDATE_CHUNK - 1) // UPDATE_CHUNK):
+        c0 = c * UPDATE_CHUNK
+        _sum_blocks(slots, nb, P, out, c0, min(P, c0 + UPDATE_CHUNK), add)
+
+
+_sum_pass, _sum_pass_serial = _pass_twins(_sum_pass)
+
+
+def _update_pass(params, grads, state1, state2, offs, slots, nb, solver, lr, momentum,
+                 nesterov, beta1, beta2, eps, rate, decay, keep, oks, sqs):
+    """The batch's gradient (the sum of the nb blocks' gradients in ``slots``)
+    into ``grads`` and the optimiser's step, in spans of ``UPDATE_CHUNK``
+    parameters, one per task. Returns (all new values finite, sum of the new
+    weights**2), the spans' sums added in span order."""
+    P = params.shape[0]
+    spans = oks.shape[0]
+    for c in prange(spans):
+        c0 = c * UPDATE_CHUNK
+        c1 = min(P, c0 + UPDATE_CHUNK)
+        _sum_blocks(slots, nb, P, grads, c0, c1, False)
+        oks[c], sqs[c] = _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr,
+                                      momentum, nesterov, beta1, beta2, eps, rate, decay, keep)
+    ok = True
+    sq = 0.0
+    for c in range(spans):
+        ok = ok and oks[c]
+        sq += sqs[c]
+    return ok, sq
+
+
+_update_pass, _update_pass_serial = _pass_twins(_update_pass)
+
+
+def _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes, offs, at, act,
+                  output, scale, work, wb, slots, losses):
+    """Feature-major blocks ``first`` to ``first + nb - 1`` of the batch of m
+    rows from ``start``, one per task, each with its scratch (``wb`` entries
+    of ``work``) and its gradient in ``slots``. Returns their loss, summed in
+    block order."""
+    L = sizes.shape[0] - 1
+    P = params.shape[0]
+    for b in prange(nb):
+        b0 = start + (first + b) * block
+        rows = order[b0 : min(b0 + block, start + m)]
+        bw = work[U(b) * wb : U(b + 1) * wb]
+        G = slots[b * P : (b + 1) * P]
+        G[:] = 0.0
+        _columns_forward(X, rows, params, sizes, offs, at, block, act, bw)
+        losses[b] = _columns_output(y, Y, w, rows, b0, order, scale, output, sizes[L], block,
+                                    bw, at[L], at[L + 1], at[L + 2])
+        _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, bw)
+    total = 0.0
+    for b in range(nb):
+        total += losses[b]
+    return total
+
+
+_columns_pass, _columns_pass_serial = _pass_twins(_columns_pass)
+
+#: The parallel passes the row-block kernels call; their serial twins call
+#: the ``_serial`` ones.
+_PASSES = ("_rows_pass", "_sum_pass", "_update_pass", "_columns_pass")
+
+
+def _twins(fn):
+    """The row-block kernel ``fn`` (named ``_NAME``) compiled twice, as
+    ``NAME``, which runs the parallel passes, and as ``NAME_serial``, which
+    runs their serial twins: the same blocks and the same sums in the same
+    order, so the same results. The kernels themselves are serial code; only
+    the short passes are compiled for numba's threads, which keeps their
+    compilation short. The serial twin is compiled only when first used
+    (``parallel_ok``)."""
+    name = fn.__name__.lstrip("_")
+    serial = dict(fn.__globals__, **{p: fn.__globals__[p + "_serial"] for p in _PASSES})
+    return (njit(**JIT)(_renamed(fn, name)),
+            njit(**JIT)(_renamed(fn, name + "_serial", serial)))
+
+
+def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+                  solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """``train_epoch`` with each batch in row blocks (``blocks.rows_plan``):
+    the blocks' forward and backward passes run in parallel, each with its
+    own scratch and gradient and single-threaded products; their losses and
+    gradients are summed in block order, then the update runs in parallel
+    over spans of ``UPDATE_CHUNK`` parameters. The result does not depend on
+    the number of threads. ``work``: the blocks' scratch, one after another,
+    then a gradient per block."""
+    n = order.shape[0]
+    L = sizes.shape[0] - 1
+    P = params.shape[0]
+    offs = _layers(sizes)
+    nb_max, rows = _rows_plan(batch_size)
+    wo = _offsets(sizes, rows, _input_rows(X, rows))
+    wb = wo[L + 3]
+    slots = work[nb_max * wb : nb_max * (wb + P)]
+    losses = np.empty(nb_max)
+    spans = (P + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    oks = np.empty(spans, dtype=np.bool_)
+    sqs = np.empty(spans)
+    last = _last_live(w, order, batch_size)
+    data_total = 0.0
+    penalty_total = 0.0
+    sq = -1.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        weight = _batch_weight(w, order, start, m)
+        if weight == 0.0:
+            continue
+        scale = 1.0 / weight
+        data = _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
+                          scale, work, wo, slots, losses)
+        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, start
+        data_total += data * m * scale
+        penalty_total += penalty * m * scale
+        nb = (m + rows - 1) // rows
+        rate = adam_rate(lr, beta1, beta2, step + 1)
+        if spans == 1:  # one span: on this thread, without waking the others
+            _sum_blocks(slots, nb, P, grads, 0, P, False)
+            ok, sq = _update_span(params, grads, state1, state2, offs, 0, P, solver, lr,
+                                  momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                  start == last)
+        else:
+            ok, sq = _update_pass(params, grads, state1, state2, offs, slots, nb, solver, lr,
+                                  momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                  start == last, oks, sqs)
+        if not ok:
+            return np.nan, np.nan, step, start
+        step += 1
+    return data_total, penalty_total, step, n
+
+
+train_blocks, train_blocks_serial = _twins(_train_blocks)
+
+
+def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
+                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+    """``train_epoch`` for narrow networks on large batches (dense X; softmax
+    needs k >= 2): each batch in blocks of up to ``COLUMNS_BLOCK`` rows,
+    transposed (``_columns_forward``, ``_columns_output``,
+    ``_columns_backward``), up to ``BLOCK_MAX`` blocks at a time in parallel,
+    each into its own gradient; the gradients are summed in block order, then
+    each layer's update runs in one pass. The same results as ``train_epoch``
+    up to rounding (sums taken in another order), and the same for any number
+    of threads."""
+    n = order.shape[0]
+    L = sizes.shape[0] - 1
+    P = params.shape[0]
+    offs = _layers(sizes)
+    nb_max, block = _columns_plan(batch_size)
+    at = _column_offsets(sizes, block)
+    widest = 0
+    for l in range(1, L + 1):
+        widest = max(widest, sizes[l])
+    wb = at[L + 2] + U(widest * block)
+    slots = work[U(nb_max) * wb : U(nb_max) * (wb + U(P))]
+    losses = np.empty(nb_max)
+    last = _last_live(w, order, batch_size)
+    data_total = 0.0
+    penalty_total = 0.0
+    sq = -1.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        weight = _batch_weight(w, order, start, m)
+        if weight == 0.0:
+            continue
+        scale = 1.0 / weight
+        data = 0.0
+        total = (m + block - 1) // block
+        for first in range(0, total, nb_max):
+            nb = min(nb_max, total - first)
+            data += _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes,
+                                  offs, at, act, output, scale, work, wb, slots, losses)
+            _sum_blocks(slots, nb, P, grads, 0, P, first > 0)
+        penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
+        if not np.isfinite(data + penalty):
+            return np.nan, np.nan, step, start
+        data_total += data * m * scale
+        penalty_total += penalty * m * scale
+        rate = adam_rate(lr, beta1, beta2, step + 1)
+        ok = True
+        sq = 0.0
+        for l in range(L):
+            good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
+                                       offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
+                                       nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                       start == last)
+            ok = ok and good
+            sq += part
+        if not ok:
+            return np.nan, np.nan, step, start
+        step += 1
+    return data_total, penalty_total, step, n
+
+
+train_columns, train_columns_serial = _twins(_train_columns)
+
+
+def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
+    """``loss_gradient`` in row blocks: ``chunk`` rows at a time, split as a
+    batch of that many rows (``blocks.rows_plan``), the blocks in parallel,
+    their losses and gradients summed in block order into the totals. The
+    result does not depend on the number of threads."""
+    n = _n_rows(X)
+    L = sizes.shape[0] - 1
+    P = params.shape[0]
+    offs = _layers(sizes)
+    nb_max, rows = _rows_plan(chunk)
+    wo = _offsets(sizes, rows, _input_rows(X, rows))
+    wb = wo[L + 3]
+    slots = work[nb_max * wb : nb_max * (wb + P)]
+    losses = np.empty(nb_max)
+    order = np.empty(0, dtype=np.int64)  # rows in their own order
+    weight = _batch_weight(w, order, 0, n)
+    scale = 1.0 / weight if weight > 0 else 0.0
+    data = 0.0
+    if n == 0:
+        grads[:] = 0.0
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        data += _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
+                           scale, work, wo, slots, losses)
+        _sum_pass(slots, (m + rows - 1) // rows, grads, start > 0)
+    for l in range(L):
+        g, p = grads[offs[2 * l] : offs[2 * l + 1]], params[offs[2 * l] : offs[2 * l + 1]]
+        for j in range(p.shape[0]):
+            g[j] += l2 * scale * p[j]
+    return data * scale, 0.5 * l2 * _penalty_squares(params, sizes, offs) * scale
+
+
+loss_gradient_blocks, loss_gradient_blocks_serial = _twins(_loss_gradient_blocks)
