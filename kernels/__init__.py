@@ -53,9 +53,7 @@ def get(name=None):
         raise ValueError(f"unknown fastmlp backend {name!r}; valid backends: {', '.join(BACKENDS)}")
     with _lock:
         if name not in _loaded:
-            core = importlib.import_module(f"{__name__}.{name}_core")
-            if name == "numba":
-                core.ensure_fresh()
+            core = importlib.import_module(f"{__name__}.{name}_core")  # numba: checks its cache
             _loaded[name] = Kernels(name, core)
     return _loaded[name]
 

@@ -58,21 +58,23 @@ def test_per_model_backend_overrides_the_process_default():
 
 def test_import_loads_no_backend_and_no_extra():
     """``import fastmlp`` imports neither numba nor the optional libraries (onnx
-    and skl2onnx included), and importing the compiled core compiles nothing."""
+    and skl2onnx included), and importing the compiled core compiles no kernel (it
+    reads the record of its cache, ``_frozen``, and nothing else)."""
     code = ("import sys, fastmlp\n"
             "heavy = ['numba', 'sklearn', 'matplotlib', 'tqdm', 'pandas', 'pyarrow', 'dask', "
             "'torch', 'scipy.optimize', 'onnx', 'skl2onnx', 'onnxruntime']\n"
             "print(sorted(m for m in heavy if m in sys.modules))\n"
             "import fastmlp.kernels.numba_core as c\n"
             "from numba.core.registry import CPUDispatcher\n"
-            "ds = [v for v in vars(c).values() if isinstance(v, CPUDispatcher)]\n"
-            "print(len(ds), sum(len(d.signatures) for d in ds))")
+            "ds = [v for v in vars(c).values() if isinstance(v, CPUDispatcher) "
+            "and v is not c._frozen]\n"
+            "print(len(ds), sum(len(d.signatures) for d in ds), len(c._frozen.signatures))")
     out = run(code)
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.strip().splitlines()
     assert first == "[]"
-    n, compiled = map(int, second.split())
-    assert n > 10 and compiled == 0
+    n, compiled, record = map(int, second.split())
+    assert n > 10 and compiled == 0 and record == 1
 
 
 def test_warmup_then_dense_fits_compile_nothing_more():

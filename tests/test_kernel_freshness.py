@@ -158,10 +158,13 @@ import numpy as np
 import fastmlp.kernels.numba_core as core
 
 assert core.__file__.startswith(sys.argv[1]), core.__file__
-rebuilt = core.ensure_fresh()
+rebuilt = core.REBUILT  # the check made when the core was imported
+# a kernel compiled (or loaded) straight from the core, before the public API is loaded:
+# its cache entry is covered by the record that the import wrote
+core.softmax(np.zeros((2, 3)), np.empty((2, 3)))
 import fastmlp.kernels
 
-k = fastmlp.kernels.get("numba")  # runs ensure_fresh again: nothing left to rebuild
+k = fastmlp.kernels.get("numba")
 assert k._core is core
 rng = np.random.default_rng(0)
 mode, _, factor = sys.argv[2].partition(":")

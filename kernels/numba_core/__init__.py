@@ -52,7 +52,7 @@ type when numba compiles, so a dense fit never compiles the sparse code.
 
 Files, one per section: ``_setup`` (set-up), ``bits``, ``exp_log`` (exp and
 log), ``products`` (matrix products), ``activations``, ``outputs`` (output
-layers), ``optimisers``, ``layout`` (layout and the first layer), ``forward``
+layers), ``optimisers``, ``layout`` (layout and the first layer), ``network``
 (network forward), training in ``train_batches``, ``train_rows``,
 ``train_columns``, ``train_full_batch`` and ``train_row_blocks``,
 ``thread_safety``; and ``freshness`` and ``record``, which keep the cache
@@ -61,8 +61,8 @@ fresh. This module only gathers the names the API and the tests use.
 
 from ._setup import _CACHE
 from .activations import act_backward, bias_act_rows, linear
-from .forward import forward, predict_rows
-from .freshness import _FROZEN, _source_key, ensure_fresh
+from .network import forward, predict_rows
+from .freshness import _FROZEN, REBUILT, _source_key, ensure_fresh
 from .optimisers import adam_rate, adam_step, adam_update, sgd_step, sgd_update
 from .outputs import log_softmax, output_rows, softmax
 from .products import column_sums, gemm_nn, gemm_nt, gemm_tn, sum_squares

@@ -75,3 +75,11 @@ def ensure_fresh():
     for dispatcher in _dispatchers():
         dispatcher.recompile()  # drops its on-disk index; compiles again on next use
     return True
+
+
+#: Whether this process found the cache stale and rebuilt it. The check runs
+#: when the core is first imported, before any kernel can be loaded from the
+#: cache or compiled into it: the record is then written before the first
+#: kernel of every process that caches one, so that no kernel sits in the cache
+#: without the record of what it was compiled from.
+REBUILT = ensure_fresh()

@@ -7,7 +7,7 @@ from numba import njit
 
 from ._setup import JIT
 from .activations import _act_backward_sums
-from .forward import _forward_rows
+from .network import _forward_rows
 from .layout import _block, _first_gradient, _input_rows, _layers, _offsets, _weights
 from .optimisers import _update_layer, adam_rate
 from .outputs import _row, output_rows

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from ._setup import JIT
-from .forward import _forward_rows
+from .network import _forward_rows
 from .layout import _block, _input_rows, _layers, _n_rows, _offsets, _weights
 from .outputs import output_rows
 from .products import column_sums

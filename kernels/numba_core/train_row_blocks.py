@@ -15,7 +15,7 @@ from .. import blocks
 from ..codes import ADAM
 from ..config import UPDATE_CHUNK
 from ._setup import JIT, PARALLEL, REDUCE, U
-from .forward import _forward_rows
+from .network import _forward_rows
 from .layout import _block, _input_rows, _layers, _n_rows, _offsets, _weights
 from .optimisers import _update_layer, adam_rate, adam_step, sgd_step
 from .outputs import output_rows
