@@ -45,10 +45,10 @@ The codes and the rules behind them (thresholds are module constants):
     its first epoch's value and 1.5 times above its lowest value.
 ``loss-frozen``
     After at least 5 epochs, the loss (mean of the first 3 and of the last 3
-    epochs) changed by less than 2 %; or it hovers (medians of the two halves
-    of the run within 5 %) at or above 98 % of the loss of a constant
-    prediction (the class frequencies, or the mean target): the network
-    learns nothing from the features.
+    epochs) changed by less than 2 %; or it hovers or rises (medians of the
+    two halves of the run within 5 %, or the second one higher) at or above
+    98 % of the loss of a constant prediction (the class frequencies, or the
+    mean target): the network learns nothing from the features.
 ``one-class``
     At least 98 % of the rows are predicted as one class that holds less than
     90 % of them.
@@ -678,7 +678,7 @@ def _curve_findings(subject, trained, curve, labels, task, diverged, judge_conve
         plateau = abs(early - late) / max(abs(early), 1e-300)
         baseline = _constant_loss(trained, labels, task)
         stuck = (baseline is not None and last3 >= BASELINE_SHARE * baseline
-                 and plateau < PLATEAU_CHANGE)
+                 and (plateau < PLATEAU_CHANGE or late >= early))
         if change < FROZEN_CHANGE or stuck:
             if change < FROZEN_CHANGE:
                 what = (f"the loss stayed at {last3:.4g} (it changed by {change:.1%} from "
