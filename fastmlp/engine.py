@@ -44,6 +44,7 @@ def _work_size(sizes, rows, sparse):
     for the same one on every call."""
     return work_size(sizes, rows, sparse=sparse)
 
+
 _NO_LABELS = np.empty(0, dtype=np.int64)
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 #: Rows per chunk of the full-batch loss and gradient (L-BFGS): bounds its memory.
