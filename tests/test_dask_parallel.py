@@ -328,3 +328,39 @@ def test_thread_limits_and_warmup_work_with_it(client):
     dX, dy = _dask(X, y)
     _assert_same(DataParallel(est, client=client).fit(dX, dy).estimator_,
                  clone(est).fit(X, y), RTOL)
+
+
+# ------------------------------------------------------------------ threads
+@pytest.mark.skipif(fastmlp.threads.pool_size() < 2, reason="needs numba's pool of 2 threads")
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_worker_tasks_run_row_blocks_on_the_models_thread_count(monkeypatch, solver):
+    """A worker's training task gives a row-block kernel the model's ``n_threads``
+    as numba's count (not only a BLAS cap): the count is read inside the kernel
+    calls of a fit on an in-process cluster, whose worker threads start at numba's
+    whole pool."""
+    from distributed import Client, LocalCluster
+    import numba
+
+    from fastmlp.kernels import api
+
+    seen = []
+    epoch, loss_gradient = api.Kernels._epoch, api.Kernels._loss_gradient
+
+    def spy(kernel):
+        def call(self, *args):
+            seen.append(numba.get_num_threads())
+            return kernel(self, *args)
+        return call
+
+    monkeypatch.setattr(api.Kernels, "_epoch", spy(epoch))
+    monkeypatch.setattr(api.Kernels, "_loss_gradient", spy(loss_gradient))
+    X, y = _task(n=1200)
+    # 6 -> 32 -> 3 in batches of 200 (and L-BFGS's 4096-row chunks): row blocks
+    assert api.epoch_path(X, np.array([6, 32, 3]), 200, api.OUTPUTS["softmax"],
+                          api.SOLVERS["adam"]) == "train_blocks"
+    assert api.loss_path(np.array([6, 32, 3]), 4096) == "loss_gradient_blocks"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        DataParallel(MLPClassifier((32,), solver=solver, max_iter=2, n_threads=1,
+                                   random_state=0), client=c).fit(*_dask(X, y))
+    assert seen and set(seen) == {1}

@@ -21,7 +21,7 @@ from .. import kernels, threads
 from ..engine import LBFGS_CHUNK, Data, Settings
 from ..errors import DivergenceError
 from ..kernels import ACTIVATIONS, OUTPUTS, SOLVERS
-from ..kernels.api import work_size
+from ..kernels.api import epoch_path, loss_path, work_size
 
 #: Rows of y a survey brings back, to set up a regression model (its targets'
 #: shape and dtype) and ``MLP``'s automatic choice of task.
@@ -109,7 +109,7 @@ def block_loss_gradient(block, params, spec):
     grads = np.empty_like(params)
     chunk = max(1, min(LBFGS_CHUNK, data.n))
     work = np.empty(work_size(spec.sizes, chunk, sparse=data.sparse), dtype=net_dtype)
-    with threads.limits(spec.settings.n_threads, spec.backend):
+    with threads.limits(spec.settings.n_threads, spec.backend, loss_path(spec.sizes, chunk)):
         data_loss, _ = kernels.get(spec.backend)._loss_gradient(
             data.X, _writable(data.y), _writable(data.Y), _writable(data.w), params, grads,
             spec.sizes, ACTIVATIONS[spec.activation], OUTPUTS[spec.output], 0.0, chunk, work)
@@ -133,7 +133,8 @@ def train_block(block, state, spec, lr, seed, first, last):
     lo, hi = first * batch, min(n, last * batch)
     order = np.ascontiguousarray(order[lo:hi], dtype=np.int64)
     work = np.empty(work_size(spec.sizes, batch, sparse=data.sparse), dtype=params.dtype)
-    with threads.limits(s.n_threads, spec.backend):
+    path = epoch_path(data.X, spec.sizes, batch, OUTPUTS[spec.output], SOLVERS[spec.solver])
+    with threads.limits(s.n_threads, spec.backend, path):
         data_loss, penalty, step, done = kernels.get(spec.backend)._epoch(
             data.X, _writable(data.y), _writable(data.Y), _writable(data.w), order, params,
             np.empty_like(params), state1, state2, int(state["step"]), spec.sizes,
