@@ -34,7 +34,12 @@ compiled entry point, so that a fit compiles only the one it uses:
 The row-block kernels (``api.ROW_BLOCK_KERNELS``, ``train_row_blocks.py``)
 split rows the same way for any number of threads and sum in a fixed order,
 so their results do not depend on it; each has a serial twin for where
-numba's threads cannot run (``parallel_ok``).
+numba's threads cannot run (``parallel_ok``). ``train_blocks`` and
+``loss_gradient_blocks`` are Python functions over compiled ones
+(``_train_blocks_by``, ...) to which they pass the block's forward and backward
+pass, ``_block_gradient``, by address (``_setup.ByAddress``): it is compiled
+once into machine code of its own rather than again into every function that
+calls it (the README's "Compile time of a first fit").
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
 signed computed index (``a[o + j]``) makes numba emit a wraparound select that
@@ -70,6 +75,9 @@ from .record import _frozen
 from .thread_safety import parallel_ok, threading_layer
 from .train_batches import train_epoch
 from .train_full_batch import loss_gradient
-from .train_row_blocks import (loss_gradient_blocks, loss_gradient_blocks_serial, train_blocks,
-                               train_blocks_serial, train_columns, train_columns_serial)
+from .train_row_blocks import (_block_gradient, _loss_gradient_blocks_by,
+                               _loss_gradient_blocks_serial_by, _train_blocks_by,
+                               _train_blocks_serial_by, loss_gradient_blocks,
+                               loss_gradient_blocks_serial, train_blocks, train_blocks_serial,
+                               train_columns, train_columns_serial)
 from .train_rows import train_rows

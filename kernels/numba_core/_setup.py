@@ -6,8 +6,11 @@ unsigned index type of the loops that must vectorise.
 import os
 import warnings
 
+import numba.experimental.function_type  # noqa: F401  (numba's types for ``ByAddress``)
 import numpy as np
 from numba import njit
+from numba.core.types import FunctionType, WrapperAddressProtocol
+from numba.extending import typeof_impl
 
 from .. import config
 
@@ -51,3 +54,33 @@ INLINE_REDUCE = dict(config.INLINE_REDUCE, cache=_CACHE)
 
 #: Unsigned index type of the loops that must vectorise (see the package's docstring).
 U = np.uint64
+
+
+class ByAddress(WrapperAddressProtocol):
+    """A compiled function for one signature, as an argument of other compiled
+    functions: they call it through its address (numba's first-class
+    functions) instead of compiling its code into their own. It is compiled,
+    or loaded from the cache, when first passed."""
+
+    def __init__(self, dispatcher, signature):
+        self._dispatcher = dispatcher
+        self._signature = signature
+        self._type = FunctionType(signature)
+        self._address = None
+
+    def signature(self):
+        return self._signature
+
+    def __wrapper_address__(self):
+        if self._address is None:
+            result = self._dispatcher.get_compile_result(self._signature)
+            self._address = result.library.get_pointer_to_function(
+                result.fndesc.llvm_cfunc_wrapper_name)
+        return self._address
+
+
+@typeof_impl.register(ByAddress)
+def _typeof_by_address(value, context):
+    """numba's type of a ``ByAddress``, made once (numba's own way makes it on
+    every call, which costs several microseconds)."""
+    return value._type

@@ -24,8 +24,9 @@ def _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo
     output function is applied by the caller). Returns the first layer's input
     block."""
     L = sizes.shape[0] - 1
-    W, b = _weights(params, sizes, offs, 0)
-    dst = out if L == 1 else _block(work, wo, 1, m, sizes[1])
+    first_layer = np.int64(0)  # not a literal: one compiled _weights and _block for every layer
+    W, b = _weights(params, sizes, offs, first_layer)
+    dst = out if L == 1 else _block(work, wo, first_layer + 1, m, sizes[1])
     first = _first_forward(X, order, start, m, W, b, act if L > 1 else IDENTITY,
                            _input_block(X, work, wo, m, sizes[0]), dst)
     prev = dst

@@ -4,17 +4,23 @@
 The kernels and the parallel passes they call live in this one module:
 ``_twins`` compiles a kernel's serial twin against a copy of this module's
 globals in which every pass of ``_PASSES`` is replaced by its serial twin.
+``train_blocks`` and ``loss_gradient_blocks`` (and their twins) are Python
+functions over the compiled ``_train_blocks_by`` and ``_loss_gradient_blocks_by``:
+they add the block's forward and backward pass, ``_block_gradient``, as an
+argument that the compiled code calls by address (``_with_block_gradient``).
 """
 
+import inspect
 import types as pytypes
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, typeof
+from numba.core import types
 
 from .. import blocks
 from ..codes import ADAM
 from ..config import UPDATE_CHUNK
-from ._setup import JIT, PARALLEL, REDUCE, U
+from ._setup import JIT, PARALLEL, REDUCE, U, ByAddress
 from .network import _forward_rows
 from .layout import _block, _input_rows, _layers, _n_rows, _offsets, _weights
 from .optimisers import _update_layer, adam_rate, adam_step, sgd_step
@@ -109,20 +115,23 @@ def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, moment
     return ok, sq
 
 
-def _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output, scale,
-               work, wo, slots, losses):
+def _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
+               scale, work, wo, slots, losses):
     """The m rows from ``start`` in blocks of ``rows`` rows, one block per
-    task: block b's scratch is the b-th ``wo[L + 3]`` entries of ``work``, its
-    gradient the b-th parameter vector in ``slots``. Returns the rows' loss,
-    the blocks' losses summed in block order."""
+    task, each by ``gradient`` (``_block_gradient``, called by address): block
+    b's scratch is the b-th ``wo[L + 3]`` entries of ``work``, its gradient the
+    b-th parameter vector in ``slots``. Returns the rows' loss, the blocks'
+    losses summed in block order."""
     P = params.shape[0]
     wb = wo[sizes.shape[0] + 2]
     nb = (m + rows - 1) // rows
     for b in prange(nb):
-        r0 = b * rows
-        losses[b] = _block_gradient(X, y, Y, w, order, start + r0, min(rows, m - r0), params,
-                                    sizes, offs, act, output, scale, work[b * wb : (b + 1) * wb],
-                                    wo, slots[b * P : (b + 1) * P])
+        i = np.int64(b)  # the exact argument types of ``gradient``'s signature
+        r0 = i * rows
+        losses[b] = gradient(X, y, Y, w, order, np.int64(start + r0),
+                             np.int64(min(rows, m - r0)), params, sizes, offs, np.int64(act),
+                             np.int64(output), np.float64(scale), work[i * wb : (i + 1) * wb],
+                             wo, slots[i * P : (i + 1) * P])
     total = 0.0
     for b in range(nb):
         total += losses[b]
@@ -214,8 +223,66 @@ def _twins(fn):
             njit(**JIT)(_renamed(fn, name + "_serial", serial)))
 
 
+#: The type of the row order ``_loss_gradient_blocks`` makes (rows in their own order).
+_OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
+_INDEX = types.Array(types.int64, 1, "C")
+#: ``_block_gradient`` by address, one per signature met.
+_BLOCK_GRADIENTS = {}
+
+
+def _type_key(a):
+    """What numba's type of ``a``, an array or a tuple of arrays, depends on
+    (dtype, dimensions, layout, flags): cheaper to find than the type."""
+    if isinstance(a, tuple):
+        return tuple(_type_key(b) for b in a)
+    f = a.flags
+    return a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
+
+
+def _block_gradient_for(X, y, Y, w, order, params, sizes):
+    """``_block_gradient`` compiled for the types of these arguments (and of
+    the scratch the row-block kernels slice for it), by address; ``order``
+    None: the kernel's own row order."""
+    args = (X, y, Y, w, order, params, sizes)
+    key = tuple(None if a is None else _type_key(a) for a in args)
+    found = _BLOCK_GRADIENTS.get(key)
+    if found is None:
+        X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t = (
+            _OWN_ORDER if a is None else typeof(a) for a in args)
+        vector = types.Array(params_t.dtype, 1, "C")
+        found = _BLOCK_GRADIENTS[key] = ByAddress(_block_gradient, types.float64(
+            X_t, y_t, Y_t, w_t, order_t, types.int64, types.int64, params_t, sizes_t, _INDEX,
+            types.int64, types.int64, types.float64, vector, _INDEX, vector))
+    return found
+
+
+def _with_block_gradient(compiled):
+    """The public kernel over ``compiled``, a row-block kernel whose last
+    argument is the block gradient: it takes the other arguments and passes
+    ``_block_gradient`` by address for their types. Called by address, the
+    block gradient (the forward and backward passes and all they call) is
+    compiled once, into its own machine code, instead of again into the
+    kernel, its parallel pass and numba's wrappers of the pass's loop."""
+    names = list(inspect.signature(compiled.py_func).parameters)[:-1]
+    at = {name: names.index(name) for name in ("params", "sizes")}
+    own_order = "order" not in names
+
+    def kernel(*args):
+        X, y, Y, w = args[:4]
+        order = None if own_order else args[4]
+        gradient = _block_gradient_for(X, y, Y, w, order, args[at["params"]], args[at["sizes"]])
+        return compiled(*args, gradient)
+
+    kernel.__name__ = kernel.__qualname__ = compiled.py_func.__name__
+    kernel.__doc__ = compiled.py_func.__doc__
+    kernel.__signature__ = inspect.Signature(
+        list(inspect.signature(compiled.py_func).parameters.values())[:-1])
+    return kernel
+
+
 def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
-                  solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+                  solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
+                  gradient):
     """``train_epoch`` with each batch in row blocks (``blocks.rows_plan``):
     the blocks' forward and backward passes run in parallel, each with its
     own scratch and gradient and single-threaded products; their losses and
@@ -236,6 +303,8 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
     oks = np.empty(spans, dtype=np.bool_)
     sqs = np.empty(spans)
     last = _last_live(w, order, batch_size)
+    # int64 and bool values, not literals: the helpers are compiled once for both uses
+    zero, no = np.int64(0), np.bool_(False)
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0
@@ -245,8 +314,8 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
         if weight == 0.0:
             continue
         scale = 1.0 / weight
-        data = _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
-                          scale, work, wo, slots, losses)
+        data = _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs, act,
+                          output, scale, work, wo, slots, losses)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
@@ -255,8 +324,8 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
         nb = (m + rows - 1) // rows
         rate = adam_rate(lr, beta1, beta2, step + 1)
         if spans == 1:  # one span: on this thread, without waking the others
-            _sum_blocks(slots, nb, P, grads, 0, P, False)
-            ok, sq = _update_span(params, grads, state1, state2, offs, 0, P, solver, lr,
+            _sum_blocks(slots, nb, P, grads, zero, P, no)
+            ok, sq = _update_span(params, grads, state1, state2, offs, zero, P, solver, lr,
                                   momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
                                   start == last)
         else:
@@ -269,7 +338,9 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
     return data_total, penalty_total, step, n
 
 
-train_blocks, train_blocks_serial = _twins(_train_blocks)
+_train_blocks_by, _train_blocks_serial_by = _twins(_train_blocks)
+train_blocks = _with_block_gradient(_train_blocks_by)
+train_blocks_serial = _with_block_gradient(_train_blocks_serial_by)
 
 
 def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
@@ -295,6 +366,7 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
     slots = work[U(nb_max) * wb : U(nb_max) * (wb + U(P))]
     losses = np.empty(nb_max)
     last = _last_live(w, order, batch_size)
+    zero = np.int64(0)  # not a literal: ``_sum_blocks`` is compiled once for every use
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0
@@ -310,7 +382,7 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
             nb = min(nb_max, total - first)
             data += _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes,
                                   offs, at, act, output, scale, work, wb, slots, losses)
-            _sum_blocks(slots, nb, P, grads, 0, P, first > 0)
+            _sum_blocks(slots, nb, P, grads, zero, P, first > 0)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
@@ -335,7 +407,8 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
 train_columns, train_columns_serial = _twins(_train_columns)
 
 
-def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
+def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work,
+                          gradient):
     """``loss_gradient`` in row blocks: ``chunk`` rows at a time, split as a
     batch of that many rows (``blocks.rows_plan``), the blocks in parallel,
     their losses and gradients summed in block order into the totals. The
@@ -357,8 +430,8 @@ def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chu
         grads[:] = 0.0
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        data += _rows_pass(X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
-                           scale, work, wo, slots, losses)
+        data += _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs,
+                           act, output, scale, work, wo, slots, losses)
         _sum_pass(slots, (m + rows - 1) // rows, grads, start > 0)
     for l in range(L):
         g, p = grads[offs[2 * l] : offs[2 * l + 1]], params[offs[2 * l] : offs[2 * l + 1]]
@@ -367,4 +440,6 @@ def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chu
     return data * scale, 0.5 * l2 * _penalty_squares(params, sizes, offs) * scale
 
 
-loss_gradient_blocks, loss_gradient_blocks_serial = _twins(_loss_gradient_blocks)
+_loss_gradient_blocks_by, _loss_gradient_blocks_serial_by = _twins(_loss_gradient_blocks)
+loss_gradient_blocks = _with_block_gradient(_loss_gradient_blocks_by)
+loss_gradient_blocks_serial = _with_block_gradient(_loss_gradient_blocks_serial_by)
