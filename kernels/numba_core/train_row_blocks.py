@@ -263,7 +263,8 @@ def _with_block_gradient(compiled):
     block gradient (the forward and backward passes and all they call) is
     compiled once, into its own machine code, instead of again into the
     kernel, its parallel pass and numba's wrappers of the pass's loop."""
-    names = list(inspect.signature(compiled.py_func).parameters)[:-1]
+    parameters = list(inspect.signature(compiled.py_func).parameters.values())[:-1]
+    names = [p.name for p in parameters]
     at = {name: names.index(name) for name in ("params", "sizes")}
     own_order = "order" not in names
 
@@ -275,8 +276,7 @@ def _with_block_gradient(compiled):
 
     kernel.__name__ = kernel.__qualname__ = compiled.py_func.__name__
     kernel.__doc__ = compiled.py_func.__doc__
-    kernel.__signature__ = inspect.Signature(
-        list(inspect.signature(compiled.py_func).parameters.values())[:-1])
+    kernel.__signature__ = inspect.Signature(parameters)
     return kernel
 
 
