@@ -1317,9 +1317,11 @@ def test_both_cores_define_every_function_the_api_calls():
         plain = getattr(numpy_core, name, None)
         if name in ("train_blocks", "loss_gradient_blocks"):
             # Python functions over compiled ones, to which they pass the block gradient
+            # (and the update of a span of parameters) by address
             behind = getattr(numba_core, f"_{name}_by")
             assert isinstance(behind, CPUDispatcher), f"numba_core._{name}_by is not compiled"
-            assert _parameter_names(behind.py_func) == _parameter_names(compiled) + ["gradient"]
+            by_address = ["gradient", "update"] if name == "train_blocks" else ["gradient"]
+            assert _parameter_names(behind.py_func) == _parameter_names(compiled) + by_address
         else:
             assert isinstance(compiled, CPUDispatcher), f"numba_core.{name} is not compiled"
             compiled = compiled.py_func

@@ -79,7 +79,7 @@ def bias_act_rows(Z, b, act, r0, r1):
                 z[row + j] = _tanh(z[row + j] + b[j], f32)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def linear(X, W, b, act, out):
     """out = f(X @ W + b): one product, then one fused pass for bias and f."""
     gemm_nn(X, W, out)

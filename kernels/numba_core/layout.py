@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ._setup import JIT, OVERLOAD, U
+from ._setup import INLINE, JIT, OVERLOAD, U
 from .activations import bias_act_rows, linear
 from .outputs import _row
 from .products import _flat, gemm_tn
@@ -29,7 +29,7 @@ def _layers(sizes):
     return offs
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _weights(params, sizes, offs, l):
     """Views of layer l's W (n_in, n_out) and b (n_out) in ``params``."""
     W = params[offs[2 * l] : offs[2 * l + 1]].reshape(sizes[l], sizes[l + 1])
@@ -58,7 +58,7 @@ def _offsets(sizes, rows, input_rows):
     return offs
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _block(work, offs, i, m, width):
     return work[offs[i] : offs[i] + m * width].reshape(m, width)
 

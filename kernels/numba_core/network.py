@@ -14,7 +14,7 @@ from .exp_log import _exp
 from .layout import (_block, _first_forward, _input_block, _input_rows, _layers, _n_rows, _offsets,
                      _weights)
 from .outputs import softmax
-from .products import _flat
+from .products import _flat, _read_only
 
 
 @njit(**JIT)
@@ -33,7 +33,7 @@ def _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo
     for l in range(1, L):
         W, b = _weights(params, sizes, offs, l)
         dst = out if l == L - 1 else _block(work, wo, l + 1, m, sizes[l + 1])
-        linear(prev, W, b, act if l < L - 1 else IDENTITY, dst)
+        linear(_read_only(prev), W, b, act if l < L - 1 else IDENTITY, dst)
         prev = dst
     return first
 

@@ -4,15 +4,29 @@ squares and column sums.
 
 import numpy as np
 from numba import njit
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
 
 from ..config import SMALL_GEMM
-from ._setup import JIT, REDUCE, U
+from ._setup import INLINE, JIT, REDUCE, U
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _flat(A):
     """1-D view of a C-contiguous array."""
     return A.reshape(A.size)
+
+
+@intrinsic
+def _read_only(typingctx, A):
+    """A as a read-only array (the same array): a hidden layer's activations
+    then reach the products with the type of the input X, which the kernels
+    take read-only (``api.read_only``), and every product is compiled once
+    for both instead of once for each."""
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return A.copy(readonly=True)(A), codegen
 
 
 @njit(**JIT)

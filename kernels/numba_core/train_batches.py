@@ -5,13 +5,13 @@ BLAS) and the per-batch steps that the other training kernels share.
 import numpy as np
 from numba import njit
 
-from ._setup import JIT
+from ._setup import INLINE, JIT
 from .activations import _act_backward_sums
 from .network import _forward_rows
 from .layout import _block, _first_gradient, _input_rows, _layers, _offsets, _weights
 from .optimisers import _update_layer, adam_rate
 from .outputs import _row, output_rows
-from .products import column_sums, gemm_nt, gemm_tn, sum_squares
+from .products import _read_only, column_sums, gemm_nt, gemm_tn, sum_squares
 
 
 @njit(**JIT)
@@ -58,7 +58,7 @@ def _batch_penalty(params, sizes, offs, l2, sq):
     return 0.5 * l2 * sq, sq
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _delta(work, wo, sizes, m, l):
     """Layer l's delta block: the two delta buffers alternate from the top."""
     L = sizes.shape[0] - 1
@@ -73,7 +73,7 @@ def _layer_gradient(X, order, start, m, first, sizes, work, wo, l, gW):
     if l == 0:
         _first_gradient(X, order, start, first, D, gW)
     else:
-        gemm_tn(_block(work, wo, l, m, sizes[l]), D, gW)
+        gemm_tn(_read_only(_block(work, wo, l, m, sizes[l])), D, gW)
 
 
 @njit(**JIT)

@@ -153,20 +153,21 @@ def _sum_pass(slots, nb, out, add):
 _sum_pass, _sum_pass_serial = _pass_twins(_sum_pass)
 
 
-def _update_pass(params, grads, state1, state2, offs, slots, nb, solver, lr, momentum,
+def _update_pass(update, params, grads, state1, state2, offs, slots, nb, solver, lr, momentum,
                  nesterov, beta1, beta2, eps, rate, decay, keep, oks, sqs):
     """The batch's gradient (the sum of the nb blocks' gradients in ``slots``)
-    into ``grads`` and the optimiser's step, in spans of ``UPDATE_CHUNK``
-    parameters, one per task. Returns (all new values finite, sum of the new
-    weights**2), the spans' sums added in span order."""
+    into ``grads`` and the optimiser's step by ``update`` (``_update_span``,
+    called by address), in spans of ``UPDATE_CHUNK`` parameters, one per
+    task. Returns (all new values finite, sum of the new weights**2), the
+    spans' sums added in span order."""
     P = params.shape[0]
     spans = oks.shape[0]
     for c in prange(spans):
-        c0 = c * UPDATE_CHUNK
-        c1 = min(P, c0 + UPDATE_CHUNK)
-        _sum_blocks(slots, nb, P, grads, c0, c1, False)
-        oks[c], sqs[c] = _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr,
-                                      momentum, nesterov, beta1, beta2, eps, rate, decay, keep)
+        c0 = np.int64(c * UPDATE_CHUNK)
+        c1 = np.int64(min(P, c0 + UPDATE_CHUNK))
+        _sum_blocks(slots, nb, P, grads, c0, c1, np.bool_(False))
+        oks[c], sqs[c] = update(params, grads, state1, state2, offs, c0, c1, solver, lr,
+                                momentum, nesterov, beta1, beta2, eps, rate, decay, keep)
     ok = True
     sq = 0.0
     for c in range(spans):
@@ -228,6 +229,8 @@ _OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
 _INDEX = types.Array(types.int64, 1, "C")
 #: ``_block_gradient`` by address, one per signature met.
 _BLOCK_GRADIENTS = {}
+#: ``_update_span`` by address, one per parameter dtype.
+_UPDATE_SPANS = {}
 
 
 def _type_key(a):
@@ -256,22 +259,48 @@ def _block_gradient_for(X, y, Y, w, order, params, sizes):
     return found
 
 
+def _update_span_for(params):
+    """``_update_span`` compiled for parameters (and gradients and optimiser
+    state, which the API checks share their type) of ``params``' dtype, by
+    address."""
+    found = _UPDATE_SPANS.get(params.dtype)
+    if found is None:
+        v = types.Array(typeof(params).dtype, 1, "C")
+        i, f, b = types.int64, types.float64, types.boolean
+        found = _UPDATE_SPANS[params.dtype] = ByAddress(_update_span, types.Tuple((b, f))(
+            v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b))
+    return found
+
+
+#: The compiled functions a row-block kernel may take by address, by the name
+#: of its parameter, and how each is found from the kernel's arguments.
+_BY_ADDRESS = ("gradient", "update")
+
+
 def _with_block_gradient(compiled):
     """The public kernel over ``compiled``, a row-block kernel whose last
-    argument is the block gradient: it takes the other arguments and passes
-    ``_block_gradient`` by address for their types. Called by address, the
+    arguments are the block gradient (and the update of a span of
+    parameters): it takes the other arguments and passes ``_block_gradient``
+    (and ``_update_span``) by address for their types. Called by address, the
     block gradient (the forward and backward passes and all they call) is
     compiled once, into its own machine code, instead of again into the
-    kernel, its parallel pass and numba's wrappers of the pass's loop."""
-    parameters = list(inspect.signature(compiled.py_func).parameters.values())[:-1]
+    kernel, its parallel pass and numba's wrappers of the pass's loop; so is
+    the update."""
+    parameters = list(inspect.signature(compiled.py_func).parameters.values())
     names = [p.name for p in parameters]
+    taken = [name for name in names if name in _BY_ADDRESS]
+    parameters = parameters[: len(parameters) - len(taken)]
     at = {name: names.index(name) for name in ("params", "sizes")}
     own_order = "order" not in names
+    update = "update" in taken
 
     def kernel(*args):
         X, y, Y, w = args[:4]
         order = None if own_order else args[4]
-        gradient = _block_gradient_for(X, y, Y, w, order, args[at["params"]], args[at["sizes"]])
+        params = args[at["params"]]
+        gradient = _block_gradient_for(X, y, Y, w, order, params, args[at["sizes"]])
+        if update:
+            return compiled(*args, gradient, _update_span_for(params))
         return compiled(*args, gradient)
 
     kernel.__name__ = kernel.__qualname__ = compiled.py_func.__name__
@@ -282,7 +311,7 @@ def _with_block_gradient(compiled):
 
 def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
-                  gradient):
+                  gradient, update):
     """``train_epoch`` with each batch in row blocks (``blocks.rows_plan``):
     the blocks' forward and backward passes run in parallel, each with its
     own scratch and gradient and single-threaded products; their losses and
@@ -305,6 +334,10 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
     last = _last_live(w, order, batch_size)
     # int64 and bool values, not literals: the helpers are compiled once for both uses
     zero, no = np.int64(0), np.bool_(False)
+    # the exact argument types of ``update``'s signature
+    solver, nesterov = np.int64(solver), np.bool_(nesterov)
+    lr, momentum, beta1, beta2, eps = (np.float64(lr), np.float64(momentum), np.float64(beta1),
+                                       np.float64(beta2), np.float64(eps))
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0
@@ -325,13 +358,13 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
         rate = adam_rate(lr, beta1, beta2, step + 1)
         if spans == 1:  # one span: on this thread, without waking the others
             _sum_blocks(slots, nb, P, grads, zero, P, no)
-            ok, sq = _update_span(params, grads, state1, state2, offs, zero, P, solver, lr,
-                                  momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
-                                  start == last)
+            ok, sq = update(params, grads, state1, state2, offs, zero, np.int64(P), solver, lr,
+                            momentum, nesterov, beta1, beta2, eps, np.float64(rate),
+                            np.float64(l2 * scale), np.bool_(start == last))
         else:
-            ok, sq = _update_pass(params, grads, state1, state2, offs, slots, nb, solver, lr,
-                                  momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
-                                  start == last, oks, sqs)
+            ok, sq = _update_pass(update, params, grads, state1, state2, offs, slots, nb, solver,
+                                  lr, momentum, nesterov, beta1, beta2, eps, np.float64(rate),
+                                  np.float64(l2 * scale), np.bool_(start == last), oks, sqs)
         if not ok:
             return np.nan, np.nan, step, start
         step += 1
