@@ -121,7 +121,7 @@ def show_config(file=None):
         print("numba: not installed", file=out)
     else:
         core = kernels.get("numba")._core
-        cache = (getattr(getattr(core.train_epoch, "_cache", None), "cache_path", None)
+        cache = (getattr(getattr(core._train_epoch_by, "_cache", None), "cache_path", None)
                  if core._CACHE else "off (no writable directory)")
         serial = "" if core.parallel_ok() else " (row-block kernels run serially here)"
         print(f"numba {numba.__version__}: threading layer {core.threading_layer()!r}"

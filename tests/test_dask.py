@@ -631,13 +631,13 @@ def test_thread_limits_reach_task_threads_and_warmup_compiles():
             assert len(seen) >= 3  # numba, and at least two BLAS libraries
             assert set(seen.values()) == {want}, seen
         # restarted workers have compiled nothing; warmup compiles what a fit uses
-        assert all(s["train_epoch"] == s["predict_rows"] == 0
+        assert all(s["_train_epoch_by"] == s["predict_rows"] == 0
                    for s in _on_each_worker(client, _compiled_signatures).values())
         timings = fdask.warmup(client)
         assert sorted(timings) == sorted(client.scheduler_info(n_workers=-1)["workers"])
         assert all(t > 0 for t in timings.values())
         warmed = _on_each_worker(client, _compiled_signatures)
-        assert all(s["train_epoch"] >= 2 and s["predict_rows"] >= 2 for s in warmed.values())
+        assert all(s["_train_epoch_by"] >= 2 and s["predict_rows"] >= 2 for s in warmed.values())
         for dtype in ("float32", "float64"):  # training and predicting compile nothing more
             for address, after in _on_each_worker(client, _train_a_little, dtype).items():
                 more = {k: n for k, n in after.items() if n != warmed[address].get(k)}

@@ -140,8 +140,8 @@ def test_ensure_fresh_rebuilds_every_compiled_function_of_the_core():
     assert set(map(id, rebuilt)) == set(every)
     assert rebuilt[-1] is numba_core._frozen is record._frozen
     names = {d.py_func.__name__ for d in rebuilt}
-    assert {"train_blocks_serial", "_rows_pass_serial", "rows_plan", "train_epoch",
-            "_target_row", "_act_span"} <= names
+    assert {"train_blocks_serial", "_rows_pass_serial", "rows_plan", "_train_epoch_by",
+            "_block_gradient", "_update_span", "_target_row", "_act_span"} <= names
     assert {n for n in vars(record) if not n.startswith("__")} == {"njit", "JIT", "freshness",
                                                                     "_frozen"}
 
@@ -190,9 +190,10 @@ else:  # a relu network, dense input, hidden layer wider than NARROW
         from fastmlp.kernels import api, codes
 
         Y = rng.normal(size=(128, 2))
-        # train_blocks calls the compiled _train_blocks_by, and the block's forward and
-        # backward pass (where the loss is) by address: compiled on its own
-        dispatchers = [core.train_epoch, core._train_blocks_by, core._block_gradient]
+        # train_epoch and train_blocks call the compiled _train_epoch_by and
+        # _train_blocks_by, and the block's forward and backward pass (where the loss is)
+        # by address: compiled on its own
+        dispatchers = [core._train_epoch_by, core._train_blocks_by, core._block_gradient]
         got = []
         for kernel in (core.train_epoch, core.train_blocks):
             p, zeros = params.copy(), np.zeros_like(params)

@@ -28,17 +28,20 @@ compiled entry point, so that a fit compiles only the one it uses:
 - ``train_epoch`` (``train_batches.py``): everything else (large layers,
   batches of one row under Adam, small batches): the whole batch at once,
   products by BLAS and its threads (or plain loops below ``SMALL_GEMM``), a
-  fused pass per layer for the activation's derivative and the bias gradient,
-  and a one-pass update of each layer.
+  fused pass per layer for the activation's derivative and the bias gradient
+  (the block gradient of the row-block kernels, over the whole batch), then
+  a one-pass update of the parameters.
 
 The row-block kernels (``api.ROW_BLOCK_KERNELS``, ``train_row_blocks.py``)
 split rows the same way for any number of threads and sum in a fixed order,
 so their results do not depend on it; each has a serial twin for where
-numba's threads cannot run (``parallel_ok``). ``train_blocks`` and
-``loss_gradient_blocks`` are Python functions over compiled ones
-(``_train_blocks_by``, ...) to which they pass the block's forward and backward
-pass, ``_block_gradient``, by address (``_setup.ByAddress``): it is compiled
-once into machine code of its own rather than again into every function that
+numba's threads cannot run (``parallel_ok``). ``train_epoch``,
+``train_blocks`` and ``loss_gradient_blocks`` are Python functions over
+compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...) to which they
+pass the forward and backward pass of a block of rows, ``_block_gradient``,
+and the optimiser's update of a span of parameters, ``_update_span``, by
+address (``block_gradient.py``, ``_setup.ByAddress``): each is compiled once
+into machine code of its own rather than again into every function that
 calls it (the README's "Compile time of a first fit").
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
@@ -58,9 +61,10 @@ type when numba compiles, so a dense fit never compiles the sparse code.
 Files, one per section: ``_setup`` (set-up), ``bits``, ``exp_log`` (exp and
 log), ``products`` (matrix products), ``activations``, ``outputs`` (output
 layers), ``optimisers``, ``layout`` (layout and the first layer), ``network``
-(network forward), training in ``train_batches``, ``train_rows``,
-``train_columns``, ``train_full_batch`` and ``train_row_blocks``,
-``thread_safety``; and ``freshness`` and ``record``, which keep the cache
+(network forward), ``block_gradient`` (a block's forward and backward
+pass, and what is called by address), training in ``train_batches``,
+``train_rows``, ``train_columns``, ``train_full_batch`` and
+``train_row_blocks``, ``thread_safety``; and ``freshness`` and ``record``, which keep the cache
 fresh. This module only gathers the names the API and the tests use.
 """
 
@@ -73,9 +77,10 @@ from .outputs import log_softmax, output_rows, softmax
 from .products import column_sums, gemm_nn, gemm_nt, gemm_tn, sum_squares
 from .record import _frozen
 from .thread_safety import parallel_ok, threading_layer
-from .train_batches import train_epoch
+from .block_gradient import _block_gradient
+from .train_batches import _train_epoch_by, train_epoch
 from .train_full_batch import loss_gradient
-from .train_row_blocks import (_block_gradient, _loss_gradient_blocks_by,
+from .train_row_blocks import (_loss_gradient_blocks_by,
                                _loss_gradient_blocks_serial_by, _train_blocks_by,
                                _train_blocks_serial_by, loss_gradient_blocks,
                                loss_gradient_blocks_serial, train_blocks, train_blocks_serial,

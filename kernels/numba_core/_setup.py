@@ -1,16 +1,19 @@
 """Set-up shared by every file of the numba core: whether numba caches the
-kernels on disk, the options each kind of kernel is compiled with, and the
-unsigned index type of the loops that must vectorise.
+kernels on disk, the options each kind of kernel is compiled with, the
+unsigned index type of the loops that must vectorise, and ``ByAddress``, a
+compiled function passed to others by its address.
 """
 
 import os
 import warnings
 
-import numba.experimental.function_type  # noqa: F401  (numba's types for ``ByAddress``)
 import numpy as np
+from llvmlite import ir
 from numba import njit
-from numba.core.types import FunctionType, WrapperAddressProtocol
-from numba.extending import typeof_impl
+from numba.core import cgutils
+from numba.core.types import FunctionType
+from numba.experimental.function_type import FunctionModel
+from numba.extending import NativeValue, register_model, unbox
 
 from .. import config
 
@@ -56,31 +59,43 @@ INLINE_REDUCE = dict(config.INLINE_REDUCE, cache=_CACHE)
 U = np.uint64
 
 
-class ByAddress(WrapperAddressProtocol):
+class AddressType(FunctionType):
+    """numba's type of a ``ByAddress``: a first-class function type whose
+    value numba reads from the object's ``address`` (numba's own first-class
+    function arguments are unboxed by unpickling their signature and asking
+    the object for its address, about 5 us per argument and call)."""
+
+
+register_model(AddressType)(FunctionModel)
+
+
+@unbox(AddressType)
+def _unbox_address(typ, obj, c):
+    """The function's value: the machine code's address in the first field
+    (the C entry numba's first-class functions call), the object in the
+    second, nothing in any further one (numba then calls the first)."""
+    address = c.pyapi.object_getattr_string(obj, "address")
+    failed = cgutils.is_null(c.builder, address)
+    pointer = c.pyapi.long_as_voidptr(address)
+    c.pyapi.decref(address)
+    value = ir.Constant(c.context.get_value_type(typ), None)
+    value = c.builder.insert_value(value, pointer, 0)
+    value = c.builder.insert_value(value, c.builder.bitcast(obj, pointer.type), 1)
+    return NativeValue(value, is_error=failed)
+
+
+class ByAddress:
     """A compiled function for one signature, as an argument of other compiled
     functions: they call it through its address (numba's first-class
-    functions) instead of compiling its code into their own. It is compiled,
-    or loaded from the cache, when first passed."""
+    functions) instead of compiling its code into their own. Compiled, or
+    loaded from the cache, when made."""
 
     def __init__(self, dispatcher, signature):
-        self._dispatcher = dispatcher
-        self._signature = signature
-        self._type = FunctionType(signature)
-        self._address = None
-
-    def signature(self):
-        return self._signature
-
-    def __wrapper_address__(self):
-        if self._address is None:
-            result = self._dispatcher.get_compile_result(self._signature)
-            self._address = result.library.get_pointer_to_function(
-                result.fndesc.llvm_cfunc_wrapper_name)
-        return self._address
-
-
-@typeof_impl.register(ByAddress)
-def _typeof_by_address(value, context):
-    """numba's type of a ``ByAddress``, made once (numba's own way makes it on
-    every call, which costs several microseconds)."""
-    return value._type
+        result = dispatcher.get_compile_result(signature)
+        #: The address of the function's C entry point
+        self.address = result.library.get_pointer_to_function(
+            result.fndesc.llvm_cfunc_wrapper_name)
+        #: numba's type of the object (read by numba's own type lookup, which
+        #: finds this attribute without calling back into Python)
+        self._numba_type_ = AddressType(signature)
+        self._dispatcher = dispatcher  # keeps the machine code alive

@@ -45,7 +45,8 @@ def _output_only(out, output):
     if output == SOFTMAX:
         softmax(out, out)
     elif output == LOGISTIC:
-        _act_flat(_flat(out), 0, m * k, SIGMOID)
+        # int64 values, not literals: one compiled _act_flat for this and the layers
+        _act_flat(_flat(out), np.int64(0), m * k, np.int64(SIGMOID))
     elif output == POISSON:
         o = _flat(out)
         for j in range(o.shape[0]):
@@ -133,7 +134,7 @@ def predict_rows(X, params, sizes, act, output):
         _forward_rows(X, empty, r0, r1 - r0, params, sizes, offs, act, output, work, wo, block)
         _output_only(block, output)
     o = _flat(out)
-    bad = _first_nonfinite(o, k)
+    bad = _first_nonfinite(_read_only(o), k)  # the input's check, compiled once
     for i in range(m):
         best = 0
         for j in range(1, k):

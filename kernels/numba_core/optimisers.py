@@ -95,3 +95,30 @@ def _update_layer(params, grads, state1, state2, lo, mid, hi, solver, lr, moment
                             keep)
         ok_b, _ = sgd_step(params, grads, state1, lr, momentum, nesterov, 0.0, mid, hi, keep)
     return ok_w and ok_b, sq
+
+
+@njit(**JIT)
+def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, momentum,
+                 nesterov, beta1, beta2, eps, rate, decay, keep):
+    """The optimiser step of ``_update_layer`` on the entries c0..c1-1 of the
+    parameter vector, whichever layers' weights and biases they hold.
+    Returns (all new values finite, sum of the new weights**2 among them)."""
+    ok = True
+    sq = 0.0
+    for l in range((offs.shape[0] - 1) // 2):
+        for part in range(2):  # the weights (with the L2 term), then the biases
+            i0 = max(c0, offs[2 * l + part])
+            i1 = min(c1, offs[2 * l + part + 1])
+            if i0 >= i1:
+                continue
+            d = decay if part == 0 else 0.0
+            if solver == ADAM:
+                good, s = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, d,
+                                    i0, i1)
+            else:
+                good, s = sgd_step(params, grads, state1, lr, momentum, nesterov, d, i0, i1,
+                                   keep)
+            ok = ok and good
+            if part == 0:
+                sq += s
+    return ok, sq

@@ -10,7 +10,8 @@ from .network import _forward_rows
 from .layout import _block, _input_rows, _layers, _n_rows, _offsets, _weights
 from .outputs import output_rows
 from .products import column_sums
-from .train_batches import _batch_weight, _delta, _delta_below, _layer_gradient, _penalty_squares
+from .block_gradient import _delta, _delta_below, _layer_gradient
+from .train_batches import _batch_weight, _penalty_squares
 
 
 @njit(**JIT)

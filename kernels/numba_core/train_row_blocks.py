@@ -6,28 +6,23 @@ The kernels and the parallel passes they call live in this one module:
 globals in which every pass of ``_PASSES`` is replaced by its serial twin.
 ``train_blocks`` and ``loss_gradient_blocks`` (and their twins) are Python
 functions over the compiled ``_train_blocks_by`` and ``_loss_gradient_blocks_by``:
-they add the block's forward and backward pass, ``_block_gradient``, as an
-argument that the compiled code calls by address (``_with_block_gradient``).
+they add the block's forward and backward pass, ``_block_gradient`` (and
+the update of a span of parameters, ``_update_span``), as arguments that the
+compiled code calls by address (``block_gradient._with_by_address``).
 """
 
-import inspect
 import types as pytypes
 
 import numpy as np
-from numba import njit, prange, typeof
-from numba.core import types
+from numba import njit, prange
 
 from .. import blocks
-from ..codes import ADAM
 from ..config import UPDATE_CHUNK
-from ._setup import JIT, PARALLEL, REDUCE, U, ByAddress
-from .network import _forward_rows
-from .layout import _block, _input_rows, _layers, _n_rows, _offsets, _weights
-from .optimisers import _update_layer, adam_rate, adam_step, sgd_step
-from .outputs import output_rows
-from .products import column_sums
-from .train_batches import (_batch_penalty, _batch_weight, _delta, _delta_below, _last_live,
-                            _layer_gradient, _penalty_squares)
+from ._setup import JIT, PARALLEL, REDUCE, U
+from .block_gradient import _with_by_address
+from .layout import _input_rows, _layers, _n_rows, _offsets
+from .optimisers import _update_layer, adam_rate
+from .train_batches import _batch_penalty, _batch_weight, _last_live, _penalty_squares
 from .train_columns import _column_offsets, _columns_backward, _columns_forward, _columns_output
 
 
@@ -53,28 +48,6 @@ _rows_plan = njit(**JIT)(blocks.rows_plan)
 _columns_plan = njit(**JIT)(blocks.columns_plan)
 
 
-@njit(**JIT)
-def _block_gradient(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale,
-                    work, wo, G):
-    """Forward, loss and backward of the m rows ``_row(order, start, i)``
-    with their own scratch ``work`` (laid out by ``wo``), the gradient of
-    their loss times ``scale`` written to ``G`` (a whole parameter vector).
-    Returns the rows' weighted loss (float64)."""
-    L = sizes.shape[0] - 1
-    out = _block(work, wo, L, m, sizes[L])
-    first = _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out)
-    D = _delta(work, wo, sizes, m, L - 1)
-    loss = output_rows(out, y, Y, w, order, start, scale, output, D)
-    column_sums(D, _weights(G, sizes, offs, L - 1)[1])
-    for l in range(L - 1, -1, -1):
-        _layer_gradient(X, order, start, m, first, sizes, work, wo, l,
-                        _weights(G, sizes, offs, l)[0])
-        if l > 0:
-            _delta_below(params, sizes, offs, act, work, wo, m, l,
-                         _weights(G, sizes, offs, l - 1)[1])
-    return loss
-
-
 @njit(**REDUCE)
 def _sum_blocks(slots, nb, n, out, c0, c1, add):
     """out[c0:c1] (+)= the sum over the first nb blocks of their gradients
@@ -86,33 +59,6 @@ def _sum_blocks(slots, nb, n, out, c0, c1, add):
         base = b * U(n)
         for i in range(U(c0), U(c1)):
             out[i] += slots[base + i]
-
-
-@njit(**JIT)
-def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, momentum,
-                 nesterov, beta1, beta2, eps, rate, decay, keep):
-    """The optimiser step of ``_update_layer`` on the entries c0..c1-1 of the
-    parameter vector, whichever layers' weights and biases they hold.
-    Returns (all new values finite, sum of the new weights**2 among them)."""
-    ok = True
-    sq = 0.0
-    for l in range((offs.shape[0] - 1) // 2):
-        for part in range(2):  # the weights (with the L2 term), then the biases
-            i0 = max(c0, offs[2 * l + part])
-            i1 = min(c1, offs[2 * l + part + 1])
-            if i0 >= i1:
-                continue
-            d = decay if part == 0 else 0.0
-            if solver == ADAM:
-                good, s = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, d,
-                                    i0, i1)
-            else:
-                good, s = sgd_step(params, grads, state1, lr, momentum, nesterov, d, i0, i1,
-                                   keep)
-            ok = ok and good
-            if part == 0:
-                sq += s
-    return ok, sq
 
 
 def _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
@@ -224,91 +170,6 @@ def _twins(fn):
             njit(**JIT)(_renamed(fn, name + "_serial", serial)))
 
 
-#: The type of the row order ``_loss_gradient_blocks`` makes (rows in their own order).
-_OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
-_INDEX = types.Array(types.int64, 1, "C")
-#: ``_block_gradient`` by address, one per signature met.
-_BLOCK_GRADIENTS = {}
-#: ``_update_span`` by address, one per parameter dtype.
-_UPDATE_SPANS = {}
-
-
-def _type_key(a):
-    """What numba's type of ``a``, an array or a tuple of arrays, depends on
-    (dtype, dimensions, layout, flags): cheaper to find than the type."""
-    if isinstance(a, tuple):
-        return tuple(_type_key(b) for b in a)
-    f = a.flags
-    return a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
-
-
-def _block_gradient_for(X, y, Y, w, order, params, sizes):
-    """``_block_gradient`` compiled for the types of these arguments (and of
-    the scratch the row-block kernels slice for it), by address; ``order``
-    None: the kernel's own row order."""
-    args = (X, y, Y, w, order, params, sizes)
-    key = tuple(None if a is None else _type_key(a) for a in args)
-    found = _BLOCK_GRADIENTS.get(key)
-    if found is None:
-        X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t = (
-            _OWN_ORDER if a is None else typeof(a) for a in args)
-        vector = types.Array(params_t.dtype, 1, "C")
-        found = _BLOCK_GRADIENTS[key] = ByAddress(_block_gradient, types.float64(
-            X_t, y_t, Y_t, w_t, order_t, types.int64, types.int64, params_t, sizes_t, _INDEX,
-            types.int64, types.int64, types.float64, vector, _INDEX, vector))
-    return found
-
-
-def _update_span_for(params):
-    """``_update_span`` compiled for parameters (and gradients and optimiser
-    state, which the API checks share their type) of ``params``' dtype, by
-    address."""
-    found = _UPDATE_SPANS.get(params.dtype)
-    if found is None:
-        v = types.Array(typeof(params).dtype, 1, "C")
-        i, f, b = types.int64, types.float64, types.boolean
-        found = _UPDATE_SPANS[params.dtype] = ByAddress(_update_span, types.Tuple((b, f))(
-            v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b))
-    return found
-
-
-#: The compiled functions a row-block kernel may take by address, by the name
-#: of its parameter, and how each is found from the kernel's arguments.
-_BY_ADDRESS = ("gradient", "update")
-
-
-def _with_block_gradient(compiled):
-    """The public kernel over ``compiled``, a row-block kernel whose last
-    arguments are the block gradient (and the update of a span of
-    parameters): it takes the other arguments and passes ``_block_gradient``
-    (and ``_update_span``) by address for their types. Called by address, the
-    block gradient (the forward and backward passes and all they call) is
-    compiled once, into its own machine code, instead of again into the
-    kernel, its parallel pass and numba's wrappers of the pass's loop; so is
-    the update."""
-    parameters = list(inspect.signature(compiled.py_func).parameters.values())
-    names = [p.name for p in parameters]
-    taken = [name for name in names if name in _BY_ADDRESS]
-    parameters = parameters[: len(parameters) - len(taken)]
-    at = {name: names.index(name) for name in ("params", "sizes")}
-    own_order = "order" not in names
-    update = "update" in taken
-
-    def kernel(*args):
-        X, y, Y, w = args[:4]
-        order = None if own_order else args[4]
-        params = args[at["params"]]
-        gradient = _block_gradient_for(X, y, Y, w, order, params, args[at["sizes"]])
-        if update:
-            return compiled(*args, gradient, _update_span_for(params))
-        return compiled(*args, gradient)
-
-    kernel.__name__ = kernel.__qualname__ = compiled.py_func.__name__
-    kernel.__doc__ = compiled.py_func.__doc__
-    kernel.__signature__ = inspect.Signature(parameters)
-    return kernel
-
-
 def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
                   gradient, update):
@@ -372,8 +233,8 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
 
 
 _train_blocks_by, _train_blocks_serial_by = _twins(_train_blocks)
-train_blocks = _with_block_gradient(_train_blocks_by)
-train_blocks_serial = _with_block_gradient(_train_blocks_serial_by)
+train_blocks = _with_by_address(_train_blocks_by)
+train_blocks_serial = _with_by_address(_train_blocks_serial_by)
 
 
 def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
@@ -474,5 +335,5 @@ def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chu
 
 
 _loss_gradient_blocks_by, _loss_gradient_blocks_serial_by = _twins(_loss_gradient_blocks)
-loss_gradient_blocks = _with_block_gradient(_loss_gradient_blocks_by)
-loss_gradient_blocks_serial = _with_block_gradient(_loss_gradient_blocks_serial_by)
+loss_gradient_blocks = _with_by_address(_loss_gradient_blocks_by)
+loss_gradient_blocks_serial = _with_by_address(_loss_gradient_blocks_serial_by)

@@ -1,0 +1,168 @@
+"""The forward and backward pass of a block of rows, ``_block_gradient``
+(and the backward steps it shares with ``loss_gradient``), and how the
+training kernels take it, and the optimiser's update of a span of parameters,
+by address.
+
+numba links the machine code of every compiled callee into each caller and
+optimises and compiles it there again. ``train_epoch``, ``train_blocks`` and
+``loss_gradient_blocks`` are therefore Python functions over compiled ones
+(``_train_epoch_by``, ...) that take ``_block_gradient`` (and
+``_update_span``) as numba first-class functions (``_setup.ByAddress``): the
+compiled code calls them through their address, so that they are compiled
+once, into machine code of their own, for every kernel that calls them
+(``_with_by_address``).
+"""
+
+import inspect
+
+import numpy as np
+from numba import njit, typeof
+from numba.core import types
+
+from ._setup import INLINE, JIT, ByAddress
+from .activations import _act_backward_sums
+from .layout import _block, _first_gradient, _weights
+from .network import _forward_rows
+from .optimisers import _update_span
+from .outputs import output_rows
+from .products import _read_only, column_sums, gemm_nt, gemm_tn
+
+
+@njit(**INLINE)
+def _delta(work, wo, sizes, m, l):
+    """Layer l's delta block: the two delta buffers alternate from the top."""
+    L = sizes.shape[0] - 1
+    return _block(work, wo, L + 1 + (L - 1 - l) % 2, m, sizes[l + 1])
+
+
+@njit(**JIT)
+def _layer_gradient(X, order, start, m, first, sizes, work, wo, l, gW):
+    """gW = A^T D for layer l, A its input block (the first layer's from X) and
+    D its delta."""
+    D = _delta(work, wo, sizes, m, l)
+    if l == 0:
+        _first_gradient(X, order, start, first, D, gW)
+    else:
+        gemm_tn(_read_only(_block(work, wo, l, m, sizes[l])), D, gW)
+
+
+@njit(**JIT)
+def _delta_below(params, sizes, offs, act, work, wo, m, l, gb_below):
+    """The delta of layer l - 1, (D W^T) * f'(A), from layer l's delta D and its
+    current (not yet updated) W; with the column sums of the result (the bias
+    gradient of layer l - 1) into ``gb_below`` in the same pass."""
+    W, _ = _weights(params, sizes, offs, l)
+    nxt = _delta(work, wo, sizes, m, l - 1)
+    gemm_nt(_delta(work, wo, sizes, m, l), W, nxt)
+    _act_backward_sums(_block(work, wo, l, m, sizes[l]), nxt, act, gb_below)
+
+
+@njit(**JIT)
+def _block_gradient(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale,
+                    work, wo, G):
+    """Forward, loss and backward of the m rows ``_row(order, start, i)``
+    with their own scratch ``work`` (laid out by ``wo``), the gradient of
+    their loss times ``scale`` written to ``G`` (a whole parameter vector).
+    Returns the rows' weighted loss (float64)."""
+    L = sizes.shape[0] - 1
+    out = _block(work, wo, L, m, sizes[L])
+    first = _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out)
+    D = _delta(work, wo, sizes, m, L - 1)
+    loss = output_rows(out, y, Y, w, order, start, scale, output, D)
+    column_sums(D, _weights(G, sizes, offs, L - 1)[1])
+    for l in range(L - 1, -1, -1):
+        _layer_gradient(X, order, start, m, first, sizes, work, wo, l,
+                        _weights(G, sizes, offs, l)[0])
+        if l > 0:
+            _delta_below(params, sizes, offs, act, work, wo, m, l,
+                         _weights(G, sizes, offs, l - 1)[1])
+    return loss
+
+
+#: The type of the row order a kernel without ``order`` makes (rows in their own order).
+_OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
+_INDEX = types.Array(types.int64, 1, "C")
+#: ``_block_gradient`` by address, one per signature met.
+_BLOCK_GRADIENTS = {}
+#: ``_update_span`` by address, one per parameter dtype.
+_UPDATE_SPANS = {}
+
+
+#: numpy's flag bits that numba's type of an array depends on: C and Fortran
+#: order, aligned, writeable.
+_TYPE_FLAGS = 0x1 | 0x2 | 0x100 | 0x400
+
+
+def _type_key(a):
+    """What numba's type of ``a``, an array or a tuple of arrays, depends on
+    (dtype, dimensions, layout, flags): cheaper to find than the type."""
+    if isinstance(a, tuple):
+        return tuple(_type_key(b) for b in a)
+    return a.dtype, a.ndim, a.flags.num & _TYPE_FLAGS
+
+
+def _block_gradient_for(X, y, Y, w, order, params, sizes):
+    """``_block_gradient`` compiled for the types of these arguments (and of
+    the scratch the row-block kernels slice for it), by address; ``order``
+    None: the kernel's own row order."""
+    args = (X, y, Y, w, order, params, sizes)
+    key = tuple(None if a is None else _type_key(a) for a in args)
+    found = _BLOCK_GRADIENTS.get(key)
+    if found is None:
+        X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t = (
+            _OWN_ORDER if a is None else typeof(a) for a in args)
+        vector = types.Array(params_t.dtype, 1, "C")
+        found = _BLOCK_GRADIENTS[key] = ByAddress(_block_gradient, types.float64(
+            X_t, y_t, Y_t, w_t, order_t, types.int64, types.int64, params_t, sizes_t, _INDEX,
+            types.int64, types.int64, types.float64, vector, _INDEX, vector))
+    return found
+
+
+def _update_span_for(params):
+    """``_update_span`` compiled for parameters (and gradients and optimiser
+    state, which the API checks share their type) of ``params``' dtype, by
+    address."""
+    found = _UPDATE_SPANS.get(params.dtype)
+    if found is None:
+        v = types.Array(typeof(params).dtype, 1, "C")
+        i, f, b = types.int64, types.float64, types.boolean
+        found = _UPDATE_SPANS[params.dtype] = ByAddress(_update_span, types.Tuple((b, f))(
+            v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b))
+    return found
+
+
+#: The names of the parameters by which a compiled kernel takes functions by
+#: address (its last ones).
+_BY_ADDRESS = ("gradient", "update")
+
+
+def _with_by_address(compiled, name=None):
+    """The public kernel ``name`` (default: ``compiled``'s name) over
+    ``compiled``, a training kernel whose last arguments are the block
+    gradient (and the update of a span of parameters): it takes the other arguments and passes ``_block_gradient``
+    (and ``_update_span``) by address for their types. Called by address, the
+    block gradient (the forward and backward passes and all they call) is
+    compiled once, into its own machine code, instead of again into every
+    kernel that calls it, their parallel passes and numba's wrappers of the
+    passes' loops; so is the update."""
+    parameters = list(inspect.signature(compiled.py_func).parameters.values())
+    names = [p.name for p in parameters]
+    taken = [name for name in names if name in _BY_ADDRESS]
+    parameters = parameters[: len(parameters) - len(taken)]
+    at = {name: names.index(name) for name in ("params", "sizes")}
+    own_order = "order" not in names
+    update = "update" in taken
+
+    def kernel(*args):
+        X, y, Y, w = args[:4]
+        order = None if own_order else args[4]
+        params = args[at["params"]]
+        gradient = _block_gradient_for(X, y, Y, w, order, params, args[at["sizes"]])
+        if update:
+            return compiled(*args, gradient, _update_span_for(params))
+        return compiled(*args, gradient)
+
+    kernel.__name__ = kernel.__qualname__ = name or compiled.py_func.__name__
+    kernel.__doc__ = compiled.py_func.__doc__
+    kernel.__signature__ = inspect.Signature(parameters)
+    return kernel
