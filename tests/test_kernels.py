@@ -1315,13 +1315,13 @@ def test_both_cores_define_every_function_the_api_calls():
     for name, n_args in sorted(calls.items()):
         compiled = getattr(numba_core, name, None)
         plain = getattr(numpy_core, name, None)
-        if name in ("train_epoch", "train_blocks", "loss_gradient_blocks"):
+        by_address = {"train_epoch": ["gradient", "update"], "train_blocks": ["gradient", "update"],
+                      "train_columns": ["update"], "loss_gradient_blocks": ["gradient"]}.get(name)
+        if by_address:
             # Python functions over compiled ones, to which they pass the block gradient
-            # (and the update of a span of parameters) by address
+            # and/or the update of a span of parameters by address
             behind = getattr(numba_core, f"_{name}_by")
             assert isinstance(behind, CPUDispatcher), f"numba_core._{name}_by is not compiled"
-            by_address = (["gradient"] if name == "loss_gradient_blocks"
-                          else ["gradient", "update"])
             assert _parameter_names(behind.py_func) == _parameter_names(compiled) + by_address
         else:
             assert isinstance(compiled, CPUDispatcher), f"numba_core.{name} is not compiled"

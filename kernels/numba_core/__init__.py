@@ -36,11 +36,11 @@ The row-block kernels (``api.ROW_BLOCK_KERNELS``, ``train_row_blocks.py``)
 split rows the same way for any number of threads and sum in a fixed order,
 so their results do not depend on it; each has a serial twin for where
 numba's threads cannot run (``parallel_ok``). ``train_epoch``,
-``train_blocks`` and ``loss_gradient_blocks`` are Python functions over
-compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...) to which they
-pass the forward and backward pass of a block of rows, ``_block_gradient``,
-and the optimiser's update of a span of parameters, ``_update_span``, by
-address (``block_gradient.py``, ``_setup.ByAddress``): each is compiled once
+``train_blocks``, ``train_columns`` and ``loss_gradient_blocks`` are Python
+functions over compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...)
+to which they pass the forward and backward pass of a block of rows,
+``_block_gradient``, and/or the optimiser's update of a span of parameters,
+``_update_span``, by address (``block_gradient.py``, ``_setup.ByAddress``): each is compiled once
 into machine code of its own rather than again into every function that
 calls it (the README's "Compile time of a first fit").
 
@@ -80,9 +80,9 @@ from .thread_safety import parallel_ok, threading_layer
 from .block_gradient import _block_gradient
 from .train_batches import _train_epoch_by, train_epoch
 from .train_full_batch import loss_gradient
-from .train_row_blocks import (_loss_gradient_blocks_by,
-                               _loss_gradient_blocks_serial_by, _train_blocks_by,
-                               _train_blocks_serial_by, loss_gradient_blocks,
+from .train_row_blocks import (_loss_gradient_blocks_by, _loss_gradient_blocks_serial_by,
+                               _train_blocks_by, _train_blocks_serial_by, _train_columns_by,
+                               _train_columns_serial_by, loss_gradient_blocks,
                                loss_gradient_blocks_serial, train_blocks, train_blocks_serial,
                                train_columns, train_columns_serial)
 from .train_rows import train_rows

@@ -139,8 +139,9 @@ _BY_ADDRESS = ("gradient", "update")
 def _with_by_address(compiled, name=None):
     """The public kernel ``name`` (default: ``compiled``'s name) over
     ``compiled``, a training kernel whose last arguments are the block
-    gradient (and the update of a span of parameters): it takes the other arguments and passes ``_block_gradient``
-    (and ``_update_span``) by address for their types. Called by address, the
+    gradient and/or the update of a span of parameters (``_BY_ADDRESS``): it
+    takes the other arguments and passes ``_block_gradient`` and
+    ``_update_span`` by address for their types. Called by address, the
     block gradient (the forward and backward passes and all they call) is
     compiled once, into its own machine code, instead of again into every
     kernel that calls it, their parallel passes and numba's wrappers of the
@@ -151,16 +152,18 @@ def _with_by_address(compiled, name=None):
     parameters = parameters[: len(parameters) - len(taken)]
     at = {name: names.index(name) for name in ("params", "sizes")}
     own_order = "order" not in names
-    update = "update" in taken
+    gradient, update = "gradient" in taken, "update" in taken
 
     def kernel(*args):
+        params = args[at["params"]]
+        if not gradient:
+            return compiled(*args, _update_span_for(params))
         X, y, Y, w = args[:4]
         order = None if own_order else args[4]
-        params = args[at["params"]]
-        gradient = _block_gradient_for(X, y, Y, w, order, params, args[at["sizes"]])
+        block = _block_gradient_for(X, y, Y, w, order, params, args[at["sizes"]])
         if update:
-            return compiled(*args, gradient, _update_span_for(params))
-        return compiled(*args, gradient)
+            return compiled(*args, block, _update_span_for(params))
+        return compiled(*args, block)
 
     kernel.__name__ = kernel.__qualname__ = name or compiled.py_func.__name__
     kernel.__doc__ = compiled.py_func.__doc__

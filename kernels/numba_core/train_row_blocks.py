@@ -4,10 +4,10 @@
 The kernels and the parallel passes they call live in this one module:
 ``_twins`` compiles a kernel's serial twin against a copy of this module's
 globals in which every pass of ``_PASSES`` is replaced by its serial twin.
-``train_blocks`` and ``loss_gradient_blocks`` (and their twins) are Python
-functions over the compiled ``_train_blocks_by`` and ``_loss_gradient_blocks_by``:
-they add the block's forward and backward pass, ``_block_gradient`` (and
-the update of a span of parameters, ``_update_span``), as arguments that the
+The public kernels (and their twins) are Python functions over the compiled
+``_train_blocks_by``, ``_train_columns_by`` and ``_loss_gradient_blocks_by``:
+they add the block's forward and backward pass, ``_block_gradient``, and/or
+the update of a span of parameters, ``_update_span``, as arguments that the
 compiled code calls by address (``block_gradient._with_by_address``).
 """
 
@@ -21,7 +21,7 @@ from ..config import UPDATE_CHUNK
 from ._setup import JIT, PARALLEL, REDUCE, U
 from .block_gradient import _with_by_address
 from .layout import _input_rows, _layers, _n_rows, _offsets
-from .optimisers import _update_layer, adam_rate
+from .optimisers import adam_rate
 from .train_batches import _batch_penalty, _batch_weight, _last_live, _penalty_squares
 from .train_columns import _column_offsets, _columns_backward, _columns_forward, _columns_output
 
@@ -238,13 +238,15 @@ train_blocks_serial = _with_by_address(_train_blocks_serial_by)
 
 
 def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
-                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
+                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
+                   update):
     """``train_epoch`` for narrow networks on large batches (dense X; softmax
     needs k >= 2): each batch in blocks of up to ``COLUMNS_BLOCK`` rows,
     transposed (``_columns_forward``, ``_columns_output``,
     ``_columns_backward``), up to ``BLOCK_MAX`` blocks at a time in parallel,
     each into its own gradient; the gradients are summed in block order, then
-    each layer's update runs in one pass. The same results as ``train_epoch``
+    the update runs in one pass over the parameters (``update``:
+    ``_update_span``, called by address). The same results as ``train_epoch``
     up to rounding (sums taken in another order), and the same for any number
     of threads."""
     n = order.shape[0]
@@ -261,6 +263,10 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
     losses = np.empty(nb_max)
     last = _last_live(w, order, batch_size)
     zero = np.int64(0)  # not a literal: ``_sum_blocks`` is compiled once for every use
+    # the exact argument types of ``update``'s signature
+    solver, nesterov = np.int64(solver), np.bool_(nesterov)
+    lr, momentum, beta1, beta2, eps = (np.float64(lr), np.float64(momentum), np.float64(beta1),
+                                       np.float64(beta2), np.float64(eps))
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0
@@ -283,22 +289,18 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
         data_total += data * m * scale
         penalty_total += penalty * m * scale
         rate = adam_rate(lr, beta1, beta2, step + 1)
-        ok = True
-        sq = 0.0
-        for l in range(L):
-            good, part = _update_layer(params, grads, state1, state2, offs[2 * l],
-                                       offs[2 * l + 1], offs[2 * l + 2], solver, lr, momentum,
-                                       nesterov, beta1, beta2, eps, rate, l2 * scale,
-                                       start == last)
-            ok = ok and good
-            sq += part
+        ok, sq = update(params, grads, state1, state2, offs, zero, np.int64(P), solver, lr,
+                        momentum, nesterov, beta1, beta2, eps, np.float64(rate),
+                        np.float64(l2 * scale), np.bool_(start == last))
         if not ok:
             return np.nan, np.nan, step, start
         step += 1
     return data_total, penalty_total, step, n
 
 
-train_columns, train_columns_serial = _twins(_train_columns)
+_train_columns_by, _train_columns_serial_by = _twins(_train_columns)
+train_columns = _with_by_address(_train_columns_by)
+train_columns_serial = _with_by_address(_train_columns_serial_by)
 
 
 def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work,
