@@ -79,30 +79,15 @@ def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
 
 
 @njit(**JIT)
-def _update_layer(params, grads, state1, state2, lo, mid, hi, solver, lr, momentum, nesterov,
-                  beta1, beta2, eps, rate, decay, keep):
-    """One optimiser step on a layer: W = params[lo:mid] with the L2 term
-    ``decay * W``, b = params[mid:hi] without; SGD stores the gradient with
-    its L2 term only when ``keep``. Returns (all new values finite, sum of
-    the new W**2)."""
-    if solver == ADAM:
-        ok_w, sq = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, decay,
-                             lo, mid)
-        ok_b, _ = adam_step(params, grads, state1, state2, rate, beta1, beta2, eps, 0.0,
-                            mid, hi)
-    else:
-        ok_w, sq = sgd_step(params, grads, state1, lr, momentum, nesterov, decay, lo, mid,
-                            keep)
-        ok_b, _ = sgd_step(params, grads, state1, lr, momentum, nesterov, 0.0, mid, hi, keep)
-    return ok_w and ok_b, sq
-
-
-@njit(**JIT)
 def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, momentum,
                  nesterov, beta1, beta2, eps, rate, decay, keep):
-    """The optimiser step of ``_update_layer`` on the entries c0..c1-1 of the
-    parameter vector, whichever layers' weights and biases they hold.
-    Returns (all new values finite, sum of the new weights**2 among them)."""
+    """One optimiser step on the entries c0..c1-1 of the parameter vector,
+    whichever layers' weights and biases they hold (each layer's W =
+    params[offs[2l]:offs[2l+1]] with the L2 term ``decay * W``, its b without;
+    SGD stores the gradient with its L2 term only when ``keep``): the step of
+    every epoch kernel, on the whole vector or, in a parallel pass, on spans
+    of it. Returns (all new values finite, sum of the new weights**2 among
+    them, added up layer by layer from the first)."""
     ok = True
     sq = 0.0
     for l in range((offs.shape[0] - 1) // 2):
