@@ -156,7 +156,9 @@ def _first_use(kern, X, path):
     key = _prepared_key(kern, X, path)
     if key in _PREPARED:
         return False
-    signatures = getattr(getattr(kern._core, path, None), "signatures", None)
+    kernel = getattr(kern._core, path, None)
+    # a kernel that takes compiled functions by address: the compiled one behind it
+    signatures = getattr(getattr(kernel, "compiled", kernel), "signatures", None)
     if signatures is None:
         return False
     from numba import typeof

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -162,11 +163,21 @@ def test_no_writable_cache_anywhere_compiles_in_memory_with_a_warning(tmp_path):
     assert out.stdout.split() == ["1", "True", "1"]
 
 
-def test_verbose_announces_kernel_preparation_once():
+@pytest.mark.parametrize("hidden, rows, batch, path", [
+    ((3,), 40, 16, "train_epoch"),  # small batches: each batch at once
+    ((3,), 400, 100, "train_columns"),  # a narrow network on batches of 100 rows
+    ((20,), 400, 100, "train_blocks"),  # in row blocks
+])
+def test_verbose_announces_kernel_preparation_once(hidden, rows, batch, path):
+    from fastmlp.kernels import api, codes
+
+    sizes = np.array([3, *hidden, 2])
+    assert api.epoch_path(np.empty((rows, 3)), sizes, batch, codes.SOFTMAX, codes.ADAM) == path
     code = ("import numpy as np, fastmlp\n"
-            "X = np.random.default_rng(0).standard_normal((40, 3))\n"
+            f"X = np.random.default_rng(0).standard_normal(({rows}, 3))\n"
             "for _ in range(2):\n"
-            "    fastmlp.MLP((3,), epochs=2, verbose=True).partial_fit(X, X[:, 0] > 0)\n")
+            f"    fastmlp.MLP({hidden}, batch_size={batch}, epochs=2, verbose=True)"
+            ".partial_fit(X, X[:, 0] > 0)\n")
     out = run(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("preparing the numba kernels for float32") == 1

@@ -6,7 +6,11 @@
   with numba's on-disk cache already filled (``setup`` runs the same script
   once first);
 - ``track_first_fit_cold_cache``: the same with ``NUMBA_CACHE_DIR`` pointing at a
-  fresh, empty temporary directory, so every kernel the fit needs is compiled.
+  fresh, empty temporary directory, so every kernel the fit needs is compiled;
+- ``track_first_fit_cold_cache_digits``: ``import fastmlp`` + ``MLP(epochs=2).fit``
+  on the bundled digits (float32, default network: the row-block kernel and its
+  parallel passes) with an empty ``NUMBA_CACHE_DIR``: the compile time of a
+  first fit on a parallel kernel.
 
 The clock runs inside the subprocess (``time.perf_counter``), so interpreter
 start-up is excluded; the first-fit scripts make their data with numpy before
@@ -46,6 +50,20 @@ with warnings.catch_warnings():
 print(time.perf_counter() - t0)
 """
 
+FIRST_FIT_DIGITS_SCRIPT = """
+import time, warnings
+import numpy as np
+from fastmlp.datasets import load_digits
+X, y = load_digits()
+X = X.astype(np.float32)
+t0 = time.perf_counter()
+import fastmlp
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    fastmlp.MLP(epochs=2, random_state=0).fit(X, y)
+print(time.perf_counter() - t0)
+"""
+
 
 def run_script(script, backend, **env_extra):
     env = dict(os.environ, FASTMLP_BACKEND=backend, **env_extra)
@@ -74,8 +92,16 @@ class Startup:
         return statistics.median(run_script(FIRST_FIT_SCRIPT, backend) for _ in range(3))
 
     def track_first_fit_cold_cache(self, backend):
-        cache = tempfile.mkdtemp(prefix="fastmlp-bench-numba-cache-")
-        try:
-            return run_script(FIRST_FIT_SCRIPT, backend, NUMBA_CACHE_DIR=cache)
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
+        return cold_cache_run(FIRST_FIT_SCRIPT, backend)
+
+    def track_first_fit_cold_cache_digits(self, backend):
+        return cold_cache_run(FIRST_FIT_DIGITS_SCRIPT, backend)
+
+
+def cold_cache_run(script, backend):
+    """``run_script`` with numba's cache in a fresh, empty directory."""
+    cache = tempfile.mkdtemp(prefix="fastmlp-bench-numba-cache-")
+    try:
+        return run_script(script, backend, NUMBA_CACHE_DIR=cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)

@@ -166,6 +166,7 @@ def _with_by_address(compiled, name=None):
         return compiled(*args, block)
 
     kernel.__name__ = kernel.__qualname__ = name or compiled.py_func.__name__
+    kernel.compiled = compiled  # whose signatures say what has been compiled
     kernel.__doc__ = compiled.py_func.__doc__
     kernel.__signature__ = inspect.Signature(parameters)
     return kernel
