@@ -98,4 +98,4 @@ class ByAddress:
         #: numba's type of the object (read by numba's own type lookup, which
         #: finds this attribute without calling back into Python)
         self._numba_type_ = AddressType(signature)
-        self._dispatcher = dispatcher  # keeps the machine code alive
+        self._compiled = result  # holds the machine code (numba frees it with its library)

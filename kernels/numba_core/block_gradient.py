@@ -1,16 +1,16 @@
-"""The forward and backward pass of a block of rows, ``_block_gradient``
-(and the backward steps it shares with ``loss_gradient``), and how the
-training kernels take it, and the optimiser's update of a span of parameters,
+"""A block's forward and backward pass, and what the training kernels call
 by address.
 
-numba links the machine code of every compiled callee into each caller and
-optimises and compiles it there again. ``train_epoch``, ``train_blocks`` and
-``loss_gradient_blocks`` are therefore Python functions over compiled ones
-(``_train_epoch_by``, ...) that take ``_block_gradient`` (and
-``_update_span``) as numba first-class functions (``_setup.ByAddress``): the
-compiled code calls them through their address, so that they are compiled
-once, into machine code of their own, for every kernel that calls them
-(``_with_by_address``).
+``_block_gradient`` is the forward pass, loss and backward pass of a block of
+rows (with the backward steps it shares with ``loss_gradient``). numba links
+the machine code of every compiled callee into each caller and optimises and
+compiles it there again; ``train_epoch``, ``train_blocks``, ``train_columns``
+and ``loss_gradient_blocks`` are therefore Python functions over compiled ones
+(``_train_epoch_by``, ...) that pass ``_block_gradient`` and/or the
+optimiser's update of a span of parameters, ``_update_span``, as numba
+first-class functions (``_setup.ByAddress``, ``_with_by_address``): the
+compiled code calls them through their address, and each is compiled once,
+into machine code of its own, for every kernel that calls it.
 """
 
 import inspect
@@ -148,9 +148,9 @@ def _with_by_address(compiled, name=None):
     passes' loops; so is the update."""
     parameters = list(inspect.signature(compiled.py_func).parameters.values())
     names = [p.name for p in parameters]
-    taken = [name for name in names if name in _BY_ADDRESS]
+    taken = [n for n in names if n in _BY_ADDRESS]
     parameters = parameters[: len(parameters) - len(taken)]
-    at = {name: names.index(name) for name in ("params", "sizes")}
+    at = {n: names.index(n) for n in ("params", "sizes")}
     own_order = "order" not in names
     gradient, update = "gradient" in taken, "update" in taken
 
