@@ -1315,10 +1315,11 @@ def test_both_cores_define_every_function_the_api_calls():
     for name, n_args in sorted(calls.items()):
         compiled = getattr(numba_core, name, None)
         plain = getattr(numpy_core, name, None)
-        by_address = {"train_epoch": ["gradient", "update"], "train_blocks": ["gradient", "update"],
-                      "train_columns": ["update"], "loss_gradient_blocks": ["gradient"]}.get(name)
+        passes = ["forward", "backward"]
+        by_address = {"train_epoch": passes + ["update"], "train_blocks": passes + ["update"],
+                      "train_columns": ["update"], "loss_gradient_blocks": passes}.get(name)
         if by_address:
-            # Python functions over compiled ones, to which they pass the block gradient
+            # Python functions over compiled ones, to which they pass a block's passes
             # and/or the update of a span of parameters by address
             behind = getattr(numba_core, f"_{name}_by")
             assert isinstance(behind, CPUDispatcher), f"numba_core._{name}_by is not compiled"

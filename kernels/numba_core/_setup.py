@@ -85,17 +85,18 @@ def _unbox_address(typ, obj, c):
 
 
 class ByAddress:
-    """A compiled function for one signature, as an argument of other compiled
-    functions: they call it through its address (numba's first-class
-    functions) instead of compiling its code into their own. Compiled, or
-    loaded from the cache, when made."""
+    """A compiled function for arguments of the types ``args``, as an argument
+    of other compiled functions: they call it through its address (numba's
+    first-class functions) instead of compiling its code into their own.
+    Compiled, or loaded from the cache, when made."""
 
-    def __init__(self, dispatcher, signature):
-        result = dispatcher.get_compile_result(signature)
+    def __init__(self, dispatcher, args):
+        dispatcher.compile(tuple(args))  # or loads it from the cache
+        result = dispatcher.overloads[tuple(args)]
         #: The address of the function's C entry point
         self.address = result.library.get_pointer_to_function(
             result.fndesc.llvm_cfunc_wrapper_name)
         #: numba's type of the object (read by numba's own type lookup, which
         #: finds this attribute without calling back into Python)
-        self._numba_type_ = AddressType(signature)
+        self._numba_type_ = AddressType(result.signature)
         self._compiled = result  # holds the machine code (numba frees it with its library)

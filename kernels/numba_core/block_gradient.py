@@ -1,16 +1,18 @@
 """A block's forward and backward pass, and what the training kernels call
 by address.
 
-``_block_gradient`` is the forward pass, loss and backward pass of a block of
-rows (with the backward steps it shares with ``loss_gradient``). numba links
-the machine code of every compiled callee into each caller and optimises and
-compiles it there again; ``train_epoch``, ``train_blocks``, ``train_columns``
-and ``loss_gradient_blocks`` are therefore Python functions over compiled ones
-(``_train_epoch_by``, ...) that pass ``_block_gradient`` and/or the
-optimiser's update of a span of parameters, ``_update_span``, as numba
-first-class functions (``_setup.ByAddress``, ``_with_by_address``): the
-compiled code calls them through their address, and each is compiled once,
-into machine code of its own, for every kernel that calls it.
+A block's gradient (``_block_gradient``) is its forward pass
+(``network._forward_rows``), then its loss and backward pass
+(``_block_backward``, with the backward steps it shares with
+``loss_gradient``). numba links the machine code of every compiled callee
+into each caller and optimises and compiles it there again; ``train_epoch``,
+``train_blocks``, ``train_columns`` and ``loss_gradient_blocks`` are
+therefore Python functions over compiled ones (``_train_epoch_by``, ...) that
+pass the two passes and/or the optimiser's update of a span of parameters,
+``_update_span``, as numba first-class functions (``_setup.ByAddress``,
+``_with_by_address``): the compiled code calls them through their address,
+and each is compiled once, into machine code of its own, for every kernel
+that calls it.
 """
 
 import inspect
@@ -58,15 +60,15 @@ def _delta_below(params, sizes, offs, act, work, wo, m, l, gb_below):
 
 
 @njit(**JIT)
-def _block_gradient(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale,
+def _block_backward(X, y, Y, w, order, start, m, first, params, sizes, offs, act, output, scale,
                     work, wo, G):
-    """Forward, loss and backward of the m rows ``_row(order, start, i)``
-    with their own scratch ``work`` (laid out by ``wo``), the gradient of
-    their loss times ``scale`` written to ``G`` (a whole parameter vector).
-    Returns the rows' weighted loss (float64)."""
+    """Loss and backward pass of the m rows ``_row(order, start, i)`` whose
+    forward pass (``_forward_rows``, which returned ``first``) is in their
+    scratch ``work`` (laid out by ``wo``): the gradient of their loss times
+    ``scale`` written to ``G`` (a whole parameter vector). Returns the rows'
+    weighted loss (float64)."""
     L = sizes.shape[0] - 1
     out = _block(work, wo, L, m, sizes[L])
-    first = _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out)
     D = _delta(work, wo, sizes, m, L - 1)
     loss = output_rows(out, y, Y, w, order, start, scale, output, D)
     column_sums(D, _weights(G, sizes, offs, L - 1)[1])
@@ -79,11 +81,26 @@ def _block_gradient(X, y, Y, w, order, start, m, params, sizes, offs, act, outpu
     return loss
 
 
+@njit(**INLINE)
+def _block_gradient(forward, backward, X, y, Y, w, order, start, m, params, sizes, offs, act,
+                    output, scale, work, wo, G):
+    """Forward, loss and backward of the m rows ``_row(order, start, i)``
+    with their own scratch ``work``, by ``forward`` (``_forward_rows``) and
+    ``backward`` (``_block_backward``), called by address; the gradient of
+    their loss times ``scale`` into ``G``. Returns the rows' weighted loss.
+    Takes the exact argument types of their signatures."""
+    L = sizes.shape[0] - 1
+    first = forward(X, order, start, m, params, sizes, offs, act, output, work, wo,
+                    _block(work, wo, L, m, sizes[L]))
+    return backward(X, y, Y, w, order, start, m, first, params, sizes, offs, act, output, scale,
+                    work, wo, G)
+
+
 #: The type of the row order a kernel without ``order`` makes (rows in their own order).
 _OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
 _INDEX = types.Array(types.int64, 1, "C")
-#: ``_block_gradient`` by address, one per signature met.
-_BLOCK_GRADIENTS = {}
+#: ``_forward_rows`` and ``_block_backward`` by address, a pair per signature met.
+_BLOCK_PASSES = {}
 #: ``_update_span`` by address, one per parameter dtype.
 _UPDATE_SPANS = {}
 
@@ -101,20 +118,25 @@ def _type_key(a):
     return a.dtype, a.ndim, a.flags.num & _TYPE_FLAGS
 
 
-def _block_gradient_for(X, y, Y, w, order, params, sizes):
-    """``_block_gradient`` compiled for the types of these arguments (and of
-    the scratch the row-block kernels slice for it), by address; ``order``
-    None: the kernel's own row order."""
+def _block_passes_for(X, y, Y, w, order, params, sizes):
+    """``_forward_rows`` and ``_block_backward`` compiled for the types of these
+    arguments (and of the scratch the kernels slice for them), by address;
+    ``order`` None: the kernel's own row order."""
     args = (X, y, Y, w, order, params, sizes)
     key = tuple(None if a is None else _type_key(a) for a in args)
-    found = _BLOCK_GRADIENTS.get(key)
+    found = _BLOCK_PASSES.get(key)
     if found is None:
         X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t = (
             _OWN_ORDER if a is None else typeof(a) for a in args)
         vector = types.Array(params_t.dtype, 1, "C")
-        found = _BLOCK_GRADIENTS[key] = ByAddress(_block_gradient, types.float64(
-            X_t, y_t, Y_t, w_t, order_t, types.int64, types.int64, params_t, sizes_t, _INDEX,
-            types.int64, types.int64, types.float64, vector, _INDEX, vector))
+        i = types.int64
+        forward = ByAddress(_forward_rows, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i, i,
+                                            vector, _INDEX, types.Array(params_t.dtype, 2, "C")))
+        first_t = forward._numba_type_.signature.return_type
+        backward = ByAddress(_block_backward, (X_t, y_t, Y_t, w_t, order_t, i, i, first_t,
+                                               params_t, sizes_t, _INDEX, i, i, types.float64,
+                                               vector, _INDEX, vector))
+        found = _BLOCK_PASSES[key] = forward, backward
     return found
 
 
@@ -126,44 +148,44 @@ def _update_span_for(params):
     if found is None:
         v = types.Array(typeof(params).dtype, 1, "C")
         i, f, b = types.int64, types.float64, types.boolean
-        found = _UPDATE_SPANS[params.dtype] = ByAddress(_update_span, types.Tuple((b, f))(
-            v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b))
+        found = _UPDATE_SPANS[params.dtype] = ByAddress(
+            _update_span, (v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b))
     return found
 
 
 #: The names of the parameters by which a compiled kernel takes functions by
 #: address (its last ones).
-_BY_ADDRESS = ("gradient", "update")
+_BY_ADDRESS = ("forward", "backward", "update")
 
 
 def _with_by_address(compiled, name=None):
     """The public kernel ``name`` (default: ``compiled``'s name) over
-    ``compiled``, a training kernel whose last arguments are the block
-    gradient and/or the update of a span of parameters (``_BY_ADDRESS``): it
-    takes the other arguments and passes ``_block_gradient`` and
-    ``_update_span`` by address for their types. Called by address, the
-    block gradient (the forward and backward passes and all they call) is
-    compiled once, into its own machine code, instead of again into every
-    kernel that calls it, their parallel passes and numba's wrappers of the
-    passes' loops; so is the update."""
+    ``compiled``, a training kernel whose last arguments are a block's
+    forward and backward passes and/or the update of a span of parameters
+    (``_BY_ADDRESS``): it takes the other arguments and passes
+    ``_forward_rows``, ``_block_backward`` and ``_update_span`` by address for
+    their types. Called by address, each (with all it calls) is compiled
+    once, into its own machine code, instead of again into every kernel that
+    calls it, their parallel passes and numba's wrappers of the passes'
+    loops."""
     parameters = list(inspect.signature(compiled.py_func).parameters.values())
     names = [p.name for p in parameters]
     taken = [n for n in names if n in _BY_ADDRESS]
     parameters = parameters[: len(parameters) - len(taken)]
     at = {n: names.index(n) for n in ("params", "sizes")}
     own_order = "order" not in names
-    gradient, update = "gradient" in taken, "update" in taken
+    passes, update = "backward" in taken, "update" in taken
 
     def kernel(*args):
         params = args[at["params"]]
-        if not gradient:
+        if not passes:
             return compiled(*args, _update_span_for(params))
         X, y, Y, w = args[:4]
         order = None if own_order else args[4]
-        block = _block_gradient_for(X, y, Y, w, order, params, args[at["sizes"]])
+        forward, backward = _block_passes_for(X, y, Y, w, order, params, args[at["sizes"]])
         if update:
-            return compiled(*args, block, _update_span_for(params))
-        return compiled(*args, block)
+            return compiled(*args, forward, backward, _update_span_for(params))
+        return compiled(*args, forward, backward)
 
     kernel.__name__ = kernel.__qualname__ = name or compiled.py_func.__name__
     kernel.compiled = compiled  # whose signatures say what has been compiled

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from ._setup import JIT
-from .block_gradient import _with_by_address
+from .block_gradient import _block_gradient, _with_by_address
 from .layout import _input_rows, _layers, _offsets
 from .optimisers import adam_rate
 from .outputs import _row
@@ -61,15 +61,15 @@ def _batch_penalty(params, sizes, offs, l2, sq):
 @njit(**JIT)
 def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                     solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
-                    gradient, update):
+                    forward, backward, update):
     """One epoch of minibatch training; the NumPy backend has the same
     algorithm as array expressions. Returns (data loss, penalty, step, rows
     done): the two loss parts summed over batches, each batch's weighted by its
     rows over its total weight. Per batch, the forward and backward pass of
-    its rows at once (``gradient``: ``_block_gradient``, products by BLAS and
-    its threads above ``SMALL_GEMM``), then the optimiser's step in one pass
-    over the parameters (``update``: ``_update_span``), both called by address
-    (``block_gradient``). A batch whose loss, or any new parameter or
+    its rows at once (``_block_gradient``: ``forward`` and ``backward``,
+    products by BLAS and its threads above ``SMALL_GEMM``), then the
+    optimiser's step in one pass over the parameters (``update``:
+    ``_update_span``), each called by address (``block_gradient``). A batch whose loss, or any new parameter or
     optimiser value, is not finite stops the epoch at once (rows done <
     len(order)); the caller restores what it saved.
     """
@@ -78,7 +78,7 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
     offs = _layers(sizes)
     wo = _offsets(sizes, batch_size, _input_rows(X, batch_size))
     last = _last_live(w, order, batch_size)
-    # the exact argument types of ``gradient``'s and ``update``'s signatures
+    # the exact argument types of the passes' and ``update``'s signatures
     act, output, solver = np.int64(act), np.int64(output), np.int64(solver)
     nesterov = np.bool_(nesterov)
     lr, momentum, beta1, beta2, eps = (np.float64(lr), np.float64(momentum), np.float64(beta1),
@@ -92,8 +92,9 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
         if weight == 0.0:  # rows of zero weight: nothing to learn from them
             continue
         scale = 1.0 / weight
-        data = gradient(X, y, Y, w, order, np.int64(start), np.int64(m), params, sizes, offs,
-                        act, output, np.float64(scale), work, wo, grads)
+        data = _block_gradient(forward, backward, X, y, Y, w, order, np.int64(start),
+                               np.int64(m), params, sizes, offs, act, output, np.float64(scale),
+                               work, wo, grads)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start

@@ -6,9 +6,10 @@ The kernels and the parallel passes they call live in this one module:
 globals in which every pass of ``_PASSES`` is replaced by its serial twin.
 The public kernels (and their twins) are Python functions over the compiled
 ``_train_blocks_by``, ``_train_columns_by`` and ``_loss_gradient_blocks_by``:
-they add the block's forward and backward pass, ``_block_gradient``, and/or
-the update of a span of parameters, ``_update_span``, as arguments that the
-compiled code calls by address (``block_gradient._with_by_address``).
+they add a block's forward and backward passes (``_forward_rows``,
+``_block_backward``) and/or the update of a span of parameters,
+``_update_span``, as arguments that the compiled code calls by address
+(``block_gradient._with_by_address``).
 """
 
 import types as pytypes
@@ -19,7 +20,7 @@ from numba import njit, prange
 from .. import blocks
 from ..config import UPDATE_CHUNK
 from ._setup import JIT, PARALLEL, REDUCE, U
-from .block_gradient import _with_by_address
+from .block_gradient import _block_gradient, _with_by_address
 from .layout import _input_rows, _layers, _n_rows, _offsets
 from .optimisers import adam_rate
 from .train_batches import _batch_penalty, _batch_weight, _last_live, _penalty_squares
@@ -61,10 +62,10 @@ def _sum_blocks(slots, nb, n, out, c0, c1, add):
             out[i] += slots[base + i]
 
 
-def _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs, act, output,
-               scale, work, wo, slots, losses):
+def _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, sizes, offs, act,
+               output, scale, work, wo, slots, losses):
     """The m rows from ``start`` in blocks of ``rows`` rows, one block per
-    task, each by ``gradient`` (``_block_gradient``, called by address): block
+    task, each by ``_block_gradient`` (its passes called by address): block
     b's scratch is the b-th ``wo[L + 3]`` entries of ``work``, its gradient the
     b-th parameter vector in ``slots``. Returns the rows' loss, the blocks'
     losses summed in block order."""
@@ -72,12 +73,12 @@ def _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs,
     wb = wo[sizes.shape[0] + 2]
     nb = (m + rows - 1) // rows
     for b in prange(nb):
-        i = np.int64(b)  # the exact argument types of ``gradient``'s signature
+        i = np.int64(b)  # the exact argument types of the passes' signatures
         r0 = i * rows
-        losses[b] = gradient(X, y, Y, w, order, np.int64(start + r0),
-                             np.int64(min(rows, m - r0)), params, sizes, offs, np.int64(act),
-                             np.int64(output), np.float64(scale), work[i * wb : (i + 1) * wb],
-                             wo, slots[i * P : (i + 1) * P])
+        losses[b] = _block_gradient(forward, backward, X, y, Y, w, order, np.int64(start + r0),
+                                    np.int64(min(rows, m - r0)), params, sizes, offs,
+                                    np.int64(act), np.int64(output), np.float64(scale),
+                                    work[i * wb : (i + 1) * wb], wo, slots[i * P : (i + 1) * P])
     total = 0.0
     for b in range(nb):
         total += losses[b]
@@ -172,7 +173,7 @@ def _twins(fn):
 
 def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
-                  gradient, update):
+                  forward, backward, update):
     """``train_epoch`` with each batch in row blocks (``blocks.rows_plan``):
     the blocks' forward and backward passes run in parallel, each with its
     own scratch and gradient and single-threaded products; their losses and
@@ -208,8 +209,8 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
         if weight == 0.0:
             continue
         scale = 1.0 / weight
-        data = _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs, act,
-                          output, scale, work, wo, slots, losses)
+        data = _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, sizes,
+                          offs, act, output, scale, work, wo, slots, losses)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
@@ -304,7 +305,7 @@ train_columns_serial = _with_by_address(_train_columns_serial_by)
 
 
 def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work,
-                          gradient):
+                          forward, backward):
     """``loss_gradient`` in row blocks: ``chunk`` rows at a time, split as a
     batch of that many rows (``blocks.rows_plan``), the blocks in parallel,
     their losses and gradients summed in block order into the totals. The
@@ -326,8 +327,8 @@ def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chu
         grads[:] = 0.0
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        data += _rows_pass(gradient, X, y, Y, w, order, start, m, rows, params, sizes, offs,
-                           act, output, scale, work, wo, slots, losses)
+        data += _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, sizes,
+                           offs, act, output, scale, work, wo, slots, losses)
         _sum_pass(slots, (m + rows - 1) // rows, grads, start > 0)
     for l in range(L):
         g, p = grads[offs[2 * l] : offs[2 * l + 1]], params[offs[2 * l] : offs[2 * l + 1]]
