@@ -40,9 +40,10 @@ numba's threads cannot run (``parallel_ok``). ``train_epoch``,
 functions over compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...)
 to which they pass the forward and backward passes of a block of rows
 (``_forward_rows``, ``_block_backward``) and/or the optimiser's update of a
-span of parameters, ``_update_span``, by address (``block_gradient.py``, ``_setup.ByAddress``): each is compiled once
-into machine code of its own rather than again into every function that
-calls it (the README's "Compile time of a first fit").
+span of parameters, ``_update_span``, by address (``block_gradient.py``,
+``_setup.ByAddress``): each is compiled once into machine code of its own
+rather than again into every function that calls it (the README's "Compile
+time of a first fit").
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
 signed computed index (``a[o + j]``) makes numba emit a wraparound select that

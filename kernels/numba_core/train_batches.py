@@ -69,9 +69,10 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
     its rows at once (``_block_gradient``: ``forward`` and ``backward``,
     products by BLAS and its threads above ``SMALL_GEMM``), then the
     optimiser's step in one pass over the parameters (``update``:
-    ``_update_span``), each called by address (``block_gradient``). A batch whose loss, or any new parameter or
-    optimiser value, is not finite stops the epoch at once (rows done <
-    len(order)); the caller restores what it saved.
+    ``_update_span``), each called by address (``block_gradient``). A batch
+    whose loss, or any new parameter or optimiser value, is not finite stops
+    the epoch at once (rows done < len(order)); the caller restores what it
+    saved.
     """
     n = order.shape[0]
     P = params.shape[0]
