@@ -88,12 +88,26 @@ def _block_gradient(forward, backward, X, y, Y, w, order, start, m, params, size
     with their own scratch ``work``, by ``forward`` (``_forward_rows``) and
     ``backward`` (``_block_backward``), called by address; the gradient of
     their loss times ``scale`` into ``G``. Returns the rows' weighted loss.
-    Takes the exact argument types of their signatures."""
+    The scalars are cast to the exact types of the passes' signatures (a
+    call by address converts none)."""
     L = sizes.shape[0] - 1
+    start, m, act, output = np.int64(start), np.int64(m), np.int64(act), np.int64(output)
     first = forward(X, order, start, m, params, sizes, offs, act, output, work, wo,
                     _block(work, wo, L, m, sizes[L]))
-    return backward(X, y, Y, w, order, start, m, first, params, sizes, offs, act, output, scale,
-                    work, wo, G)
+    return backward(X, y, Y, w, order, start, m, first, params, sizes, offs, act, output,
+                    np.float64(scale), work, wo, G)
+
+
+@njit(**INLINE)
+def _span_update(update, params, grads, state1, state2, offs, c0, c1, solver, lr, momentum,
+                 nesterov, beta1, beta2, eps, rate, decay, keep):
+    """The optimiser's step on the entries c0..c1-1 by ``update``
+    (``_update_span``, called by address), the scalars cast to the exact
+    types of its signature (a call by address converts none)."""
+    return update(params, grads, state1, state2, offs, np.int64(c0), np.int64(c1),
+                  np.int64(solver), np.float64(lr), np.float64(momentum), np.bool_(nesterov),
+                  np.float64(beta1), np.float64(beta2), np.float64(eps), np.float64(rate),
+                  np.float64(decay), np.bool_(keep))
 
 
 #: The type of the row order a kernel without ``order`` makes (rows in their own order).

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from ._setup import JIT
-from .block_gradient import _block_gradient, _with_by_address
+from .block_gradient import _block_gradient, _span_update, _with_by_address
 from .layout import _input_rows, _layers, _offsets
 from .optimisers import adam_rate
 from .outputs import _row
@@ -79,11 +79,6 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
     offs = _layers(sizes)
     wo = _offsets(sizes, batch_size, _input_rows(X, batch_size))
     last = _last_live(w, order, batch_size)
-    # the exact argument types of the passes' and ``update``'s signatures
-    act, output, solver = np.int64(act), np.int64(output), np.int64(solver)
-    nesterov = np.bool_(nesterov)
-    lr, momentum, beta1, beta2, eps = (np.float64(lr), np.float64(momentum), np.float64(beta1),
-                                       np.float64(beta2), np.float64(eps))
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0  # sum of W**2, known after the first update
@@ -93,18 +88,17 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
         if weight == 0.0:  # rows of zero weight: nothing to learn from them
             continue
         scale = 1.0 / weight
-        data = _block_gradient(forward, backward, X, y, Y, w, order, np.int64(start),
-                               np.int64(m), params, sizes, offs, act, output, np.float64(scale),
-                               work, wo, grads)
+        data = _block_gradient(forward, backward, X, y, Y, w, order, start, m, params, sizes,
+                               offs, act, output, scale, work, wo, grads)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
         data_total += data * m * scale
         penalty_total += penalty * m * scale
         rate = adam_rate(lr, beta1, beta2, step + 1)
-        ok, sq = update(params, grads, state1, state2, offs, np.int64(0), np.int64(P), solver,
-                        lr, momentum, nesterov, beta1, beta2, eps, np.float64(rate),
-                        np.float64(l2 * scale), np.bool_(start == last))
+        ok, sq = _span_update(update, params, grads, state1, state2, offs, 0, P, solver, lr,
+                              momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                              start == last)
         if not ok:
             return np.nan, np.nan, step, start
         step += 1

@@ -20,7 +20,7 @@ from numba import njit, prange
 from .. import blocks
 from ..config import UPDATE_CHUNK
 from ._setup import JIT, PARALLEL, REDUCE, U
-from .block_gradient import _block_gradient, _with_by_address
+from .block_gradient import _block_gradient, _span_update, _with_by_address
 from .layout import _input_rows, _layers, _n_rows, _offsets
 from .optimisers import adam_rate
 from .train_batches import _batch_penalty, _batch_weight, _last_live, _penalty_squares
@@ -73,11 +73,10 @@ def _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, siz
     wb = wo[sizes.shape[0] + 2]
     nb = (m + rows - 1) // rows
     for b in prange(nb):
-        i = np.int64(b)  # the exact argument types of the passes' signatures
+        i = np.int64(b)  # signed: offsets into the batch stay integers
         r0 = i * rows
-        losses[b] = _block_gradient(forward, backward, X, y, Y, w, order, np.int64(start + r0),
-                                    np.int64(min(rows, m - r0)), params, sizes, offs,
-                                    np.int64(act), np.int64(output), np.float64(scale),
+        losses[b] = _block_gradient(forward, backward, X, y, Y, w, order, start + r0,
+                                    min(rows, m - r0), params, sizes, offs, act, output, scale,
                                     work[i * wb : (i + 1) * wb], wo, slots[i * P : (i + 1) * P])
     total = 0.0
     for b in range(nb):
@@ -113,8 +112,9 @@ def _update_pass(update, params, grads, state1, state2, offs, slots, nb, solver,
         c0 = np.int64(c * UPDATE_CHUNK)
         c1 = np.int64(min(P, c0 + UPDATE_CHUNK))
         _sum_blocks(slots, nb, P, grads, c0, c1, np.bool_(False))
-        oks[c], sqs[c] = update(params, grads, state1, state2, offs, c0, c1, solver, lr,
-                                momentum, nesterov, beta1, beta2, eps, rate, decay, keep)
+        oks[c], sqs[c] = _span_update(update, params, grads, state1, state2, offs, c0, c1,
+                                      solver, lr, momentum, nesterov, beta1, beta2, eps, rate,
+                                      decay, keep)
     ok = True
     sq = 0.0
     for c in range(spans):
@@ -196,10 +196,6 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
     last = _last_live(w, order, batch_size)
     # int64 and bool values, not literals: the helpers are compiled once for both uses
     zero, no = np.int64(0), np.bool_(False)
-    # the exact argument types of ``update``'s signature
-    solver, nesterov = np.int64(solver), np.bool_(nesterov)
-    lr, momentum, beta1, beta2, eps = (np.float64(lr), np.float64(momentum), np.float64(beta1),
-                                       np.float64(beta2), np.float64(eps))
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0
@@ -220,13 +216,13 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
         rate = adam_rate(lr, beta1, beta2, step + 1)
         if spans == 1:  # one span: on this thread, without waking the others
             _sum_blocks(slots, nb, P, grads, zero, P, no)
-            ok, sq = update(params, grads, state1, state2, offs, zero, np.int64(P), solver, lr,
-                            momentum, nesterov, beta1, beta2, eps, np.float64(rate),
-                            np.float64(l2 * scale), np.bool_(start == last))
+            ok, sq = _span_update(update, params, grads, state1, state2, offs, zero, P, solver,
+                                  lr, momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                  start == last)
         else:
             ok, sq = _update_pass(update, params, grads, state1, state2, offs, slots, nb, solver,
-                                  lr, momentum, nesterov, beta1, beta2, eps, np.float64(rate),
-                                  np.float64(l2 * scale), np.bool_(start == last), oks, sqs)
+                                  lr, momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                                  start == last, oks, sqs)
         if not ok:
             return np.nan, np.nan, step, start
         step += 1
@@ -264,10 +260,6 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
     losses = np.empty(nb_max)
     last = _last_live(w, order, batch_size)
     zero = np.int64(0)  # not a literal: ``_sum_blocks`` is compiled once for every use
-    # the exact argument types of ``update``'s signature
-    solver, nesterov = np.int64(solver), np.bool_(nesterov)
-    lr, momentum, beta1, beta2, eps = (np.float64(lr), np.float64(momentum), np.float64(beta1),
-                                       np.float64(beta2), np.float64(eps))
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0
@@ -290,9 +282,9 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
         data_total += data * m * scale
         penalty_total += penalty * m * scale
         rate = adam_rate(lr, beta1, beta2, step + 1)
-        ok, sq = update(params, grads, state1, state2, offs, zero, np.int64(P), solver, lr,
-                        momentum, nesterov, beta1, beta2, eps, np.float64(rate),
-                        np.float64(l2 * scale), np.bool_(start == last))
+        ok, sq = _span_update(update, params, grads, state1, state2, offs, zero, P, solver, lr,
+                              momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
+                              start == last)
         if not ok:
             return np.nan, np.nan, step, start
         step += 1
