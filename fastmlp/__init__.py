@@ -127,6 +127,14 @@ def show_config(file=None):
         print(f"numba {numba.__version__}: threading layer {core.threading_layer()!r}"
               f"{serial}, {threads.default_threads()} of {threads.pool_size()} threads by "
               f"default, cache {cache}", file=out)
+        from .kernels.numba_core import parallel_compile
+
+        try:
+            compiling = f"up to {parallel_compile.processes()} processes at once"
+        except ValueError as error:
+            compiling = str(error)
+        print(f"first compile: {compiling} ({parallel_compile.VARIABLE}="
+              f"{os.environ.get(parallel_compile.VARIABLE, '')!r})", file=out)
     for backend_name in ("numba", "numpy"):
         try:
             libs = threads.blas_libraries(backend_name)

@@ -88,3 +88,12 @@ BLOCKS_MAX_PARAMS = 1 << 17
 #: Entries of the parameter vector per task of the parallel sum of the blocks'
 #: gradients and of the update that follows it.
 UPDATE_CHUNK = 1 << 11
+#: Seconds a cold compile of each function called by address, and of each
+#: kernel that calls them, takes (AMD EPYC, numba 0.68; any other function:
+#: 1): how ``numba_core.parallel_compile`` shares a first call's compiles
+#: between processes. Only the relative sizes matter.
+COMPILE_COST = {"_forward_rows": 4.0, "_block_backward": 5.0, "_update_span": 1.0,
+                "_train_epoch_by": 2.0, "train_blocks": 5.0, "train_blocks_serial": 3.0,
+                "train_columns": 18.0, "train_columns_serial": 12.0,
+                "loss_gradient_blocks": 3.5, "loss_gradient_blocks_serial": 2.0}
+

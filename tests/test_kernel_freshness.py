@@ -234,6 +234,8 @@ def _copy_package(tmp_path):
 def _run(tmp_path, pkg, mode):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("NUMBA_", "FASTMLP_", "PYTHON"))}
+    # one process compiles all (the counts of cache hits and misses below are its own)
+    env["FASTMLP_COMPILE_PROCESSES"] = "1"
     # -B: no .pyc files, whose timestamps could hide an edit made within the same second
     out = subprocess.run([sys.executable, "-B", str(tmp_path / "child.py"), str(pkg), mode],
                          capture_output=True, text=True, env=env, timeout=240)

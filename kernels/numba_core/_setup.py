@@ -74,29 +74,49 @@ def _unbox_address(typ, obj, c):
     """The function's value: the machine code's address in the first field
     (the C entry numba's first-class functions call), the object in the
     second, nothing in any further one (numba then calls the first)."""
+    builder = c.builder
     address = c.pyapi.object_getattr_string(obj, "address")
-    failed = cgutils.is_null(c.builder, address)
-    pointer = c.pyapi.long_as_voidptr(address)
-    c.pyapi.decref(address)
+    found = cgutils.is_not_null(builder, address)
+    slot = cgutils.alloca_once_value(builder, ir.Constant(c.pyapi.voidptr, None))
+    with builder.if_then(found, likely=True):
+        builder.store(c.pyapi.long_as_voidptr(address), slot)  # None (unbound): TypeError
+        c.pyapi.decref(address)
+    pointer = builder.load(slot)
+    failed = builder.or_(builder.not_(found),
+                         cgutils.is_not_null(builder, c.pyapi.err_occurred()))
     value = ir.Constant(c.context.get_value_type(typ), None)
-    value = c.builder.insert_value(value, pointer, 0)
-    value = c.builder.insert_value(value, c.builder.bitcast(obj, pointer.type), 1)
+    value = builder.insert_value(value, pointer, 0)
+    value = builder.insert_value(value, builder.bitcast(obj, pointer.type), 1)
     return NativeValue(value, is_error=failed)
 
 
 class ByAddress:
-    """A compiled function for arguments of the types ``args``, as an argument
-    of other compiled functions: they call it through its address (numba's
-    first-class functions) instead of compiling its code into their own.
-    Compiled, or loaded from the cache, when made."""
+    """A compiled function for arguments of the types ``args`` returning
+    ``returns``, as an argument of other compiled functions: they call it
+    through its address (numba's first-class functions) instead of compiling
+    its code into their own. Its type is known when made; ``bind`` compiles it
+    (or loads it from the cache) and takes its address, which it needs before
+    it is passed."""
 
-    def __init__(self, dispatcher, args):
-        dispatcher.compile(tuple(args))  # or loads it from the cache
-        result = dispatcher.overloads[tuple(args)]
-        #: The address of the function's C entry point
-        self.address = result.library.get_pointer_to_function(
-            result.fndesc.llvm_cfunc_wrapper_name)
+    def __init__(self, dispatcher, args, returns):
+        self.dispatcher = dispatcher
+        self.args = tuple(args)
         #: numba's type of the object (read by numba's own type lookup, which
         #: finds this attribute without calling back into Python)
-        self._numba_type_ = AddressType(result.signature)
+        self._numba_type_ = AddressType(returns(*self.args))
+        #: The address of the function's C entry point (None until bound)
+        self.address = None
+
+    def bind(self):
+        """Compile the function (or load it from the cache) and take its address."""
+        if self.address is not None:
+            return
+        self.dispatcher.compile(self.args)
+        result = self.dispatcher.overloads[self.args]
+        if result.signature.return_type != self._numba_type_.signature.return_type:
+            raise TypeError(f"{self.dispatcher.py_func.__name__} returns "
+                            f"{result.signature.return_type}, not the "
+                            f"{self._numba_type_.signature.return_type} its callers are compiled for")
         self._compiled = result  # holds the machine code (numba frees it with its library)
+        self.address = result.library.get_pointer_to_function(
+            result.fndesc.llvm_cfunc_wrapper_name)

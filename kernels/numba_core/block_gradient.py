@@ -20,10 +20,12 @@ import inspect
 import numpy as np
 from numba import njit, typeof
 from numba.core import types
+from numba.core.typing.typeof import Purpose
 
 from ._setup import INLINE, JIT, ByAddress
+from .parallel_compile import compile_all
 from .activations import _act_backward_sums
-from .layout import _block, _first_gradient, _weights
+from .layout import _block, _first_gradient, _input_block, _weights
 from .network import _forward_rows
 from .optimisers import _update_span
 from .outputs import output_rows
@@ -38,12 +40,12 @@ def _delta(work, wo, sizes, m, l):
 
 
 @njit(**JIT)
-def _layer_gradient(X, order, start, m, first, sizes, work, wo, l, gW):
+def _layer_gradient(X, order, start, m, sizes, work, wo, l, gW):
     """gW = A^T D for layer l, A its input block (the first layer's from X) and
     D its delta."""
     D = _delta(work, wo, sizes, m, l)
     if l == 0:
-        _first_gradient(X, order, start, first, D, gW)
+        _first_gradient(X, order, start, _input_block(X, work, wo, m, sizes[0]), D, gW)
     else:
         gemm_tn(_read_only(_block(work, wo, l, m, sizes[l])), D, gW)
 
@@ -60,20 +62,19 @@ def _delta_below(params, sizes, offs, act, work, wo, m, l, gb_below):
 
 
 @njit(**JIT)
-def _block_backward(X, y, Y, w, order, start, m, first, params, sizes, offs, act, output, scale,
-                    work, wo, G):
+def _block_backward(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale, work,
+                    wo, G):
     """Loss and backward pass of the m rows ``_row(order, start, i)`` whose
-    forward pass (``_forward_rows``, which returned ``first``) is in their
-    scratch ``work`` (laid out by ``wo``): the gradient of their loss times
-    ``scale`` written to ``G`` (a whole parameter vector). Returns the rows'
-    weighted loss (float64)."""
+    forward pass (``_forward_rows``) is in their scratch ``work`` (laid out by
+    ``wo``): the gradient of their loss times ``scale`` written to ``G`` (a
+    whole parameter vector). Returns the rows' weighted loss (float64)."""
     L = sizes.shape[0] - 1
     out = _block(work, wo, L, m, sizes[L])
     D = _delta(work, wo, sizes, m, L - 1)
     loss = output_rows(out, y, Y, w, order, start, scale, output, D)
     column_sums(D, _weights(G, sizes, offs, L - 1)[1])
     for l in range(L - 1, -1, -1):
-        _layer_gradient(X, order, start, m, first, sizes, work, wo, l,
+        _layer_gradient(X, order, start, m, sizes, work, wo, l,
                         _weights(G, sizes, offs, l)[0])
         if l > 0:
             _delta_below(params, sizes, offs, act, work, wo, m, l,
@@ -92,9 +93,9 @@ def _block_gradient(forward, backward, X, y, Y, w, order, start, m, params, size
     call by address converts none)."""
     L = sizes.shape[0] - 1
     start, m, act, output = np.int64(start), np.int64(m), np.int64(act), np.int64(output)
-    first = forward(X, order, start, m, params, sizes, offs, act, output, work, wo,
-                    _block(work, wo, L, m, sizes[L]))
-    return backward(X, y, Y, w, order, start, m, first, params, sizes, offs, act, output,
+    forward(X, order, start, m, params, sizes, offs, act, output, work, wo,
+            _block(work, wo, L, m, sizes[L]))
+    return backward(X, y, Y, w, order, start, m, params, sizes, offs, act, output,
                     np.float64(scale), work, wo, G)
 
 
@@ -133,9 +134,10 @@ def _type_key(a):
 
 
 def _block_passes_for(X, y, Y, w, order, params, sizes):
-    """``_forward_rows`` and ``_block_backward`` compiled for the types of these
-    arguments (and of the scratch the kernels slice for them), by address;
-    ``order`` None: the kernel's own row order."""
+    """``_forward_rows`` and ``_block_backward`` for the types of these
+    arguments (and of the scratch the kernels slice for them), by address
+    (bound before their first call: ``_prepare``); ``order`` None: the
+    kernel's own row order."""
     args = (X, y, Y, w, order, params, sizes)
     key = tuple(None if a is None else _type_key(a) for a in args)
     found = _BLOCK_PASSES.get(key)
@@ -145,26 +147,40 @@ def _block_passes_for(X, y, Y, w, order, params, sizes):
         vector = types.Array(params_t.dtype, 1, "C")
         i = types.int64
         forward = ByAddress(_forward_rows, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i, i,
-                                            vector, _INDEX, types.Array(params_t.dtype, 2, "C")))
-        first_t = forward._numba_type_.signature.return_type
-        backward = ByAddress(_block_backward, (X_t, y_t, Y_t, w_t, order_t, i, i, first_t,
-                                               params_t, sizes_t, _INDEX, i, i, types.float64,
-                                               vector, _INDEX, vector))
+                                            vector, _INDEX, types.Array(params_t.dtype, 2, "C")),
+                            types.none)
+        backward = ByAddress(_block_backward, (X_t, y_t, Y_t, w_t, order_t, i, i, params_t,
+                                               sizes_t, _INDEX, i, i, types.float64, vector,
+                                               _INDEX, vector), types.float64)
         found = _BLOCK_PASSES[key] = forward, backward
     return found
 
 
 def _update_span_for(params):
-    """``_update_span`` compiled for parameters (and gradients and optimiser
-    state, which the API checks share their type) of ``params``' dtype, by
-    address."""
+    """``_update_span`` for parameters (and gradients and optimiser state,
+    which the API checks share their type) of ``params``' dtype, by address
+    (bound before its first call: ``_prepare``)."""
     found = _UPDATE_SPANS.get(params.dtype)
     if found is None:
         v = types.Array(typeof(params).dtype, 1, "C")
         i, f, b = types.int64, types.float64, types.boolean
         found = _UPDATE_SPANS[params.dtype] = ByAddress(
-            _update_span, (v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b))
+            _update_span, (v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b),
+            types.Tuple((types.boolean, types.float64)))
     return found
+
+
+def _prepare(compiled, args, passes):
+    """Compile (or load from the cache) ``compiled`` for ``args`` and the
+    functions it takes by address, ``passes``, and bind these. The types of
+    all are known beforehand, so a cold start compiles them side by side
+    (``parallel_compile``)."""
+    kinds = tuple(typeof(a, Purpose.argument) for a in args)
+    kinds += tuple(p._numba_type_ for p in passes)
+    compile_all([(p.dispatcher, p.args) for p in passes if p.address is None]
+                + [(compiled, kinds)])
+    for p in passes:
+        p.bind()
 
 
 #: The names of the parameters by which a compiled kernel takes functions by
@@ -192,14 +208,19 @@ def _with_by_address(compiled, name=None):
 
     def kernel(*args):
         params = args[at["params"]]
-        if not passes:
-            return compiled(*args, _update_span_for(params))
-        X, y, Y, w = args[:4]
-        order = None if own_order else args[4]
-        forward, backward = _block_passes_for(X, y, Y, w, order, params, args[at["sizes"]])
+        if passes:
+            X, y, Y, w = args[:4]
+            order = None if own_order else args[4]
+            found = _block_passes_for(X, y, Y, w, order, params, args[at["sizes"]])
+        else:
+            found = ()
         if update:
-            return compiled(*args, forward, backward, _update_span_for(params))
-        return compiled(*args, forward, backward)
+            found += (_update_span_for(params),)
+        for p in found:
+            if p.address is None:
+                _prepare(compiled, args, found)
+                break
+        return compiled(*args, *found)
 
     kernel.__name__ = kernel.__qualname__ = name or compiled.py_func.__name__
     kernel.compiled = compiled  # whose signatures say what has been compiled

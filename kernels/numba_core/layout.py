@@ -112,10 +112,39 @@ def _gather(X, order, start, m, buf):
             xb[dst + j] = x[src + j]
 
 
+@njit(**INLINE)
+def _scattered(order, m):
+    """Whether the m rows of a batch from ``order`` must be gathered: several
+    rows in an order of their own."""
+    return order.shape[0] != 0 and m != 1
+
+
+def _first_rows(X, order, start, m, buf):
+    """The m rows ``_row(order, start, i)`` of dense X as the first layer reads
+    them: X's own rows where they lie together (rows in their own order, or a
+    single row), else ``buf``, where ``_first_forward`` gathered them."""
+    raise NotImplementedError  # compiled by the overload below
+
+
+@overload(_first_rows, jit_options=OVERLOAD)
+def _first_rows_impl(X, order, start, m, buf):
+    if isinstance(X, types.Array):
+        def dense(X, order, start, m, buf):
+            if _scattered(order, m):
+                return buf
+            if order.shape[0] == 0:
+                return X[start : start + m]
+            r = order[start]
+            return X[r : r + 1]
+
+        return dense
+    return lambda X, order, start, m, buf: buf  # CSR: X is read in place
+
+
 def _first_forward(X, order, start, m, W, b, act, buf, out):
     """out = f(X[rows] @ W + b) for the m rows ``_row(order, start, i)``;
-    ``buf`` (m x n_in) receives the dense rows where the product needs them.
-    Returns the input block the gradient reads (``buf``, or X's row itself)."""
+    ``buf`` (m x n_in) receives the dense rows where the product needs them
+    (``_first_rows``)."""
     raise NotImplementedError  # compiled by the overload below
 
 
@@ -123,16 +152,9 @@ def _first_forward(X, order, start, m, W, b, act, buf, out):
 def _first_forward_impl(X, order, start, m, W, b, act, buf, out):
     if isinstance(X, types.Array):
         def dense(X, order, start, m, W, b, act, buf, out):
-            if order.shape[0] == 0:  # rows in their own order: X's rows, no copy
-                rows = X[start : start + m]
-            elif m == 1:  # one row: X's own row, no copy
-                r = order[start]
-                rows = X[r : r + 1]
-            else:
+            if _scattered(order, m):
                 _gather(X, order, start, m, buf)
-                rows = buf
-            linear(rows, W, b, act, out)
-            return rows
+            linear(_first_rows(X, order, start, m, buf), W, b, act, out)
 
         return dense
 
@@ -152,26 +174,25 @@ def _first_forward_impl(X, order, start, m, W, b, act, buf, out):
                 for j in range(nu):
                     o[row + j] += v * w[wr + j]
         bias_act_rows(out, b, act, 0, m)
-        return buf
 
     return csr
 
 
-def _first_gradient(X, order, start, rows, D, gW):
-    """gW = X[rows]^T @ D for the first layer: ``rows`` is what
-    ``_first_forward`` returned (dense), or the CSR rows are read again."""
+def _first_gradient(X, order, start, buf, D, gW):
+    """gW = X[rows]^T @ D for the first layer, for the rows of D: dense rows as
+    ``_first_forward`` read them (``_first_rows``), CSR rows read again."""
     raise NotImplementedError  # compiled by the overload below
 
 
 @overload(_first_gradient, jit_options=OVERLOAD)
-def _first_gradient_impl(X, order, start, rows, D, gW):
+def _first_gradient_impl(X, order, start, buf, D, gW):
     if isinstance(X, types.Array):
-        def dense(X, order, start, rows, D, gW):
-            gemm_tn(rows, D, gW)
+        def dense(X, order, start, buf, D, gW):
+            gemm_tn(_first_rows(X, order, start, D.shape[0], buf), D, gW)
 
         return dense
 
-    def csr(X, order, start, rows, D, gW):
+    def csr(X, order, start, buf, D, gW):
         data, indices, indptr = X
         m, n = D.shape
         nu = U(n)

@@ -21,21 +21,19 @@ from .products import _flat, _read_only
 def _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out):
     """Activations of m rows through every layer into the work blocks (layer
     l's output in block l + 1); the last layer's into ``out`` (logits: the
-    output function is applied by the caller). Returns the first layer's input
-    block."""
+    output function is applied by the caller)."""
     L = sizes.shape[0] - 1
     first_layer = np.int64(0)  # not a literal: one compiled _weights and _block for every layer
     W, b = _weights(params, sizes, offs, first_layer)
     dst = out if L == 1 else _block(work, wo, first_layer + 1, m, sizes[1])
-    first = _first_forward(X, order, start, m, W, b, act if L > 1 else IDENTITY,
-                           _input_block(X, work, wo, m, sizes[0]), dst)
+    _first_forward(X, order, start, m, W, b, act if L > 1 else IDENTITY,
+                   _input_block(X, work, wo, m, sizes[0]), dst)
     prev = dst
     for l in range(1, L):
         W, b = _weights(params, sizes, offs, l)
         dst = out if l == L - 1 else _block(work, wo, l + 1, m, sizes[l + 1])
         linear(_read_only(prev), W, b, act if l < L - 1 else IDENTITY, dst)
         prev = dst
-    return first
 
 
 @njit(**JIT)

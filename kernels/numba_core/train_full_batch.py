@@ -38,8 +38,7 @@ def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         out = _block(work, wo, L, m, sizes[L])
-        first = _forward_rows(X, rows, start, m, params, sizes, offs, act, output, work, wo,
-                              out)
+        _forward_rows(X, rows, start, m, params, sizes, offs, act, output, work, wo, out)
         D = _delta(work, wo, sizes, m, L - 1)
         data += output_rows(out, y, Y, w, rows, start, scale, output, D)
         _, gb = _weights(grads, sizes, offs, L - 1)
@@ -50,7 +49,7 @@ def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work
         for l in range(L - 1, -1, -1):
             lo, mid = offs[2 * l], offs[2 * l + 1]
             gW = scratch[: mid - lo].reshape(sizes[l], sizes[l + 1])
-            _layer_gradient(X, rows, start, m, first, sizes, work, wo, l, gW)
+            _layer_gradient(X, rows, start, m, sizes, work, wo, l, gW)
             g = grads[lo:mid]
             for j in range(mid - lo):
                 g[j] += scratch[j]

@@ -1,0 +1,217 @@
+"""A first call compiles side by side in helper processes
+(``numba_core.parallel_compile``), and nothing depends on it.
+
+Each compiling test runs in a fresh process with an empty numba cache of its
+own (``tmp_path``): the helpers hand what they compile over through that cache.
+
+- the jobs the cache lacks are shared out to helpers, which this process then
+  loads from the cache instead of compiling; what cannot be cached compiles
+  here; a second process finds everything cached and starts no helper;
+- ``FASTMLP_COMPILE_PROCESSES=1`` starts none; a bad value is refused by name;
+- a helper that fails leaves a warning and its share is compiled here, with
+  the same results;
+- a real first fit whose kernels the helpers compiled trains the model that
+  this process trains, and no kernel is compiled twice.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.kernels.numba_core import parallel_compile
+
+TESTS = Path(__file__).parent
+
+JOBS_CHILD = textwrap.dedent('''
+    import json, sys, warnings
+    import numpy as np
+    from numba import types
+    sys.path.insert(0, sys.argv[1])
+    import compile_targets as t
+    from fastmlp.kernels.numba_core import parallel_compile as pc
+
+    if len(sys.argv) > 2:  # a Python that cannot start: every helper fails
+        sys.executable = sys.argv[2]
+    started = []
+    _start = pc._start
+
+    def spy(share):
+        started.append(sorted(d.py_func.__name__ for d, _ in share))
+        return _start(share)
+
+    pc._start = spy
+    vector, f = types.Array(types.float64, 1, "C"), types.float64
+    jobs = [(t.scaled_sum, (vector, f)), (t.first_and_last, (vector,)),
+            (t.count_above, (vector, f)), (t.not_cached, (vector,))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pc.compile_all(jobs)
+    x = np.arange(5.0)
+    values = [t.scaled_sum(x, 2.0), list(t.first_and_last(x)), t.count_above(x, 2.5),
+              t.not_cached(x)]
+    print(json.dumps({
+        "started": sorted(started),
+        "values": values,
+        "hits": {d.py_func.__name__: sum(d.stats.cache_hits.values()) for d, _ in jobs},
+        "misses": {d.py_func.__name__: sum(d.stats.cache_misses.values()) for d, _ in jobs},
+        "signatures": {d.py_func.__name__: len(d.signatures) for d, _ in jobs},
+        "warnings": [str(w.message) for w in caught],
+    }))
+''')
+
+EXPECTED_VALUES = [20.0, [0.0, 4.0], 2, 5]
+CACHED = ("count_above", "first_and_last", "scaled_sum")
+
+
+def _env(cache, processes):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "FASTMLP_"))}
+    env["NUMBA_CACHE_DIR"] = str(cache)
+    if processes is not None:
+        env["FASTMLP_COMPILE_PROCESSES"] = str(processes)
+    return env
+
+
+def _jobs(tmp_path, cache, processes=None, *extra):
+    script = tmp_path / "jobs_child.py"
+    script.write_text(JOBS_CHILD)
+    out = subprocess.run([sys.executable, str(script), str(TESTS), *extra], capture_output=True,
+                         text=True, env=_env(cache, processes), timeout=240)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_helpers_compile_what_the_cache_lacks_and_this_process_loads_it(tmp_path):
+    cache = tmp_path / "cache"
+    first = _jobs(tmp_path, cache, 3)
+    assert first["values"] == EXPECTED_VALUES
+    # three cacheable jobs, three processes: one here, one in each of two helpers
+    assert len(first["started"]) == 2
+    away = [name for share in first["started"] for name in share]
+    assert len(away) == 2 and set(away) < set(CACHED)
+    for name in away:  # loaded from the cache the helper wrote, not compiled here
+        assert first["hits"][name] == 1 and first["misses"][name] == 0
+    (here,) = set(CACHED) - set(away)
+    assert first["misses"][here] == 1 and first["hits"][here] == 0
+    assert first["hits"]["not_cached"] == 0  # no disk cache: compiled here, never sent away
+    assert all(count == 1 for count in first["signatures"].values())  # nothing compiled twice
+    assert first["warnings"] == []
+
+    second = _jobs(tmp_path, cache, 3)  # everything cached now: no helper
+    assert second["started"] == []
+    assert second["values"] == EXPECTED_VALUES
+    assert all(second["hits"][name] == 1 for name in CACHED)
+
+
+def test_one_process_starts_no_helper(tmp_path):
+    result = _jobs(tmp_path, tmp_path / "cache", 1)
+    assert result["started"] == []
+    assert result["values"] == EXPECTED_VALUES
+    assert all(result["misses"][name] == 1 for name in CACHED)
+
+
+def test_a_failing_helper_warns_and_its_share_compiles_here(tmp_path):
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho no interpreter here >&2\nexit 3\n")
+    broken.chmod(0o755)
+    result = _jobs(tmp_path, tmp_path / "cache", 3, str(broken))
+    assert len(result["started"]) == 2
+    assert result["values"] == EXPECTED_VALUES
+    assert all(result["misses"][name] == 1 and result["hits"][name] == 0 for name in CACHED)
+    assert len(result["warnings"]) == 2
+    for message in result["warnings"]:
+        assert "failed (3: no interpreter here)" in message
+        assert "FASTMLP_COMPILE_PROCESSES=1" in message
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_process_count_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("FASTMLP_COMPILE_PROCESSES", value)
+    with pytest.raises(ValueError, match="FASTMLP_COMPILE_PROCESSES"):
+        parallel_compile.processes()
+
+
+def test_the_default_is_the_cores_plus_one_and_one_core_compiles_alone(monkeypatch):
+    from fastmlp import threads
+
+    monkeypatch.delenv("FASTMLP_COMPILE_PROCESSES", raising=False)
+    for cores, expected in ((1, 1), (2, 3), (16, 17)):
+        monkeypatch.setattr(threads, "default_threads", lambda cores=cores: cores)
+        assert parallel_compile.processes() == expected
+    monkeypatch.setenv("FASTMLP_COMPILE_PROCESSES", "4")
+    assert parallel_compile.processes() == 4
+
+
+def test_show_config_names_the_compile_processes(monkeypatch):
+    import io
+
+    monkeypatch.setenv("FASTMLP_COMPILE_PROCESSES", "2")
+    out = io.StringIO()
+    fastmlp.show_config(file=out)
+    assert "first compile: up to 2 processes" in out.getvalue()
+
+
+FIT_CHILD = textwrap.dedent('''
+    import hashlib, json, sys
+    import numpy as np
+    import fastmlp
+    from fastmlp.kernels.numba_core import (block_gradient, network, optimisers,
+                                            train_row_blocks)
+    from fastmlp.kernels.numba_core import parallel_compile as pc
+
+    started = []
+    _start = pc._start
+
+    def spy(share):
+        started.extend(d.py_func.__name__ for d, _ in share)
+        return _start(share)
+
+    pc._start = spy
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 12)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = fastmlp.MLP(hidden=(40,), batch_size=128, epochs=3, random_state=0,
+                        dtype="float32").fit(X, y)
+    params = np.concatenate([a.ravel() for a in model.coefs_ + model.intercepts_])
+    roots = {d.py_func.__name__: d for d in (
+        network._forward_rows, block_gradient._block_backward, optimisers._update_span,
+        train_row_blocks._train_blocks_by)}
+    print(json.dumps({
+        "weights": hashlib.sha256(params.tobytes()).hexdigest(),
+        "started": sorted(started),
+        "signatures": {n: len(d.signatures) for n, d in roots.items()},
+        "hits": {n: sum(d.stats.cache_hits.values()) for n, d in roots.items()},
+    }))
+''')
+
+
+@pytest.mark.filterwarnings("ignore:MLP stopped after")
+def test_a_first_fit_compiled_by_helpers_trains_the_same_model(tmp_path):
+    script = tmp_path / "fit_child.py"
+    script.write_text(FIT_CHILD)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=_env(tmp_path / "cache", 3), timeout=400)
+    assert out.returncode == 0, out.stderr
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    # the row-block kernel, its passes and the update: the cache lacked all four
+    assert child["started"], "no helper was started"
+    assert set(child["started"]) < {"_forward_rows", "_block_backward", "_update_span",
+                                    "train_blocks"}
+    for name in child["started"]:
+        assert child["hits"][name] == 1  # loaded from what a helper compiled
+    assert all(count == 1 for count in child["signatures"].values())  # none compiled twice
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 12)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = fastmlp.MLP(hidden=(40,), batch_size=128, epochs=3, random_state=0,
+                        dtype="float32").fit(X, y)
+    params = np.concatenate([a.ravel() for a in model.coefs_ + model.intercepts_])
+    assert hashlib.sha256(params.tobytes()).hexdigest() == child["weights"]
