@@ -8,11 +8,14 @@ A block's gradient (``_block_gradient``) is its forward pass
 into each caller and optimises and compiles it there again; ``train_epoch``,
 ``train_blocks``, ``train_columns`` and ``loss_gradient_blocks`` are
 therefore Python functions over compiled ones (``_train_epoch_by``, ...) that
-pass the two passes and/or the optimiser's update of a span of parameters,
-``_update_span``, as numba first-class functions (``_setup.ByAddress``,
-``_with_by_address``): the compiled code calls them through their address,
-and each is compiled once, into machine code of its own, for every kernel
-that calls it.
+pass the two passes (``train_columns``: a feature-major block's passes,
+``train_columns._columns_block``) and/or the optimiser's update of a span of
+parameters, ``_update_span``, as numba first-class functions
+(``_setup.ByAddress``, ``_with_by_address``): the compiled code calls them
+through their address, and each is compiled once, into machine code of its
+own, for every kernel that calls it. Their types are known before any is
+compiled, so a first call compiles them side by side (``_prepare``,
+``parallel_compile``).
 """
 
 import inspect
@@ -28,6 +31,7 @@ from .activations import _act_backward_sums
 from .layout import _block, _first_gradient, _input_block, _weights
 from .network import _forward_rows
 from .optimisers import _update_span
+from .train_columns import _columns_block
 from .outputs import output_rows
 from .products import _read_only, column_sums, gemm_nt, gemm_tn
 
@@ -116,6 +120,8 @@ _OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
 _INDEX = types.Array(types.int64, 1, "C")
 #: ``_forward_rows`` and ``_block_backward`` by address, a pair per signature met.
 _BLOCK_PASSES = {}
+#: ``_columns_block`` by address, one per signature met.
+_COLUMNS_BLOCKS = {}
 #: ``_update_span`` by address, one per parameter dtype.
 _UPDATE_SPANS = {}
 
@@ -156,6 +162,24 @@ def _block_passes_for(X, y, Y, w, order, params, sizes):
     return found
 
 
+def _columns_block_for(X, y, Y, w, order, params, sizes):
+    """``train_columns.``\ ``_columns_block`` for the types of these arguments
+    (and of the row slices and scratch the kernels pass it), by address
+    (bound before its first call: ``_prepare``)."""
+    args = (X, y, Y, w, order, params, sizes)
+    key = tuple(_type_key(a) for a in args)
+    found = _COLUMNS_BLOCKS.get(key)
+    if found is None:
+        X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t = (typeof(a) for a in args)
+        vector = types.Array(params_t.dtype, 1, "C")
+        i = types.int64
+        found = _COLUMNS_BLOCKS[key] = ByAddress(
+            _columns_block, (X_t, y_t, Y_t, w_t, order_t, i, order_t, params_t, sizes_t, _INDEX,
+                             types.Array(types.uint64, 1, "C"), i, i, i, types.float64, vector,
+                             vector), types.float64)
+    return found
+
+
 def _update_span_for(params):
     """``_update_span`` for parameters (and gradients and optimiser state,
     which the API checks share their type) of ``params``' dtype, by address
@@ -185,16 +209,16 @@ def _prepare(compiled, args, passes):
 
 #: The names of the parameters by which a compiled kernel takes functions by
 #: address (its last ones).
-_BY_ADDRESS = ("forward", "backward", "update")
+_BY_ADDRESS = ("forward", "backward", "columns", "update")
 
 
 def _with_by_address(compiled, name=None):
     """The public kernel ``name`` (default: ``compiled``'s name) over
     ``compiled``, a training kernel whose last arguments are a block's
-    forward and backward passes and/or the update of a span of parameters
-    (``_BY_ADDRESS``): it takes the other arguments and passes
-    ``_forward_rows``, ``_block_backward`` and ``_update_span`` by address for
-    their types. Called by address, each (with all it calls) is compiled
+    forward and backward passes, or a feature-major block's, and/or the
+    update of a span of parameters (``_BY_ADDRESS``): it takes the other
+    arguments and passes ``_forward_rows`` and ``_block_backward``, or
+    ``_columns_block``, and/or ``_update_span`` by address for their types. Called by address, each (with all it calls) is compiled
     once, into its own machine code, instead of again into every kernel that
     calls it, their parallel passes and numba's wrappers of the passes'
     loops."""
@@ -204,16 +228,17 @@ def _with_by_address(compiled, name=None):
     parameters = parameters[: len(parameters) - len(taken)]
     at = {n: names.index(n) for n in ("params", "sizes")}
     own_order = "order" not in names
-    passes, update = "backward" in taken, "update" in taken
+    passes, columns, update = ("backward" in taken, "columns" in taken, "update" in taken)
 
     def kernel(*args):
         params = args[at["params"]]
+        found = ()
         if passes:
             X, y, Y, w = args[:4]
             order = None if own_order else args[4]
             found = _block_passes_for(X, y, Y, w, order, params, args[at["sizes"]])
-        else:
-            found = ()
+        if columns:
+            found = (_columns_block_for(*args[:5], params, args[at["sizes"]]),)
         if update:
             found += (_update_span_for(params),)
         for p in found:

@@ -1,6 +1,7 @@
 """Training: columns. The forward, output and backward passes of one
-feature-major block of rows; ``train_columns`` (``train_row_blocks``) runs
-the blocks in parallel.
+feature-major block of rows (``_columns_block``); ``train_columns``
+(``train_row_blocks``) runs the blocks in parallel and calls the block's
+passes by address.
 """
 
 import numpy as np
@@ -286,3 +287,19 @@ def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
                     for i in range(nbu):
                         work[g + i] *= dt(1.0) - work[a + i] * work[a + i]
             cur = nxt
+
+
+@njit(**JIT)
+def _columns_block(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, act, output,
+                   scale, work, G):
+    """Forward, output and backward pass of one feature-major block, the rows
+    ``rows`` (``order[b0:]``), in its scratch ``work`` (laid out by ``at``):
+    their gradient times ``scale`` added to ``G``. Returns their weighted
+    loss (float64)."""
+    L = sizes.shape[0] - 1
+    _columns_forward(X, rows, params, sizes, offs, at, block, act, work)
+    loss = _columns_output(y, Y, w, rows, b0, order, scale, output, sizes[L], block, work,
+                           at[L], at[L + 1], at[L + 2])
+    _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, work)
+    return loss
+

@@ -7,9 +7,9 @@ globals in which every pass of ``_PASSES`` is replaced by its serial twin.
 The public kernels (and their twins) are Python functions over the compiled
 ``_train_blocks_by``, ``_train_columns_by`` and ``_loss_gradient_blocks_by``:
 they add a block's forward and backward passes (``_forward_rows``,
-``_block_backward``) and/or the update of a span of parameters,
-``_update_span``, as arguments that the compiled code calls by address
-(``block_gradient._with_by_address``).
+``_block_backward``) or a feature-major block's (``_columns_block``), and/or
+the update of a span of parameters, ``_update_span``, as arguments that the
+compiled code calls by address (``block_gradient._with_by_address``).
 """
 
 import types as pytypes
@@ -24,7 +24,7 @@ from .block_gradient import _block_gradient, _span_update, _with_by_address
 from .layout import _input_rows, _layers, _n_rows, _offsets
 from .optimisers import adam_rate
 from .train_batches import _batch_penalty, _batch_weight, _last_live, _penalty_squares
-from .train_columns import _column_offsets, _columns_backward, _columns_forward, _columns_output
+from .train_columns import _column_offsets
 
 
 def _renamed(fn, name, namespace=None):
@@ -126,13 +126,13 @@ def _update_pass(update, params, grads, state1, state2, offs, slots, nb, solver,
 _update_pass, _update_pass_serial = _pass_twins(_update_pass)
 
 
-def _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes, offs, at, act,
-                  output, scale, work, wb, slots, losses):
+def _columns_pass(columns, X, y, Y, w, order, start, m, first, nb, block, params, sizes, offs,
+                  at, act, output, scale, work, wb, slots, losses):
     """Feature-major blocks ``first`` to ``first + nb - 1`` of the batch of m
     rows from ``start``, one per task, each with its scratch (``wb`` entries
-    of ``work``) and its gradient in ``slots``. Returns their loss, summed in
-    block order."""
-    L = sizes.shape[0] - 1
+    of ``work``) and its gradient in ``slots``, by ``columns``
+    (``_columns_block``, called by address: the scalars cast to its exact
+    types). Returns their loss, summed in block order."""
     P = params.shape[0]
     for b in prange(nb):
         b0 = start + (first + b) * block
@@ -140,10 +140,9 @@ def _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes, 
         bw = work[U(b) * wb : U(b + 1) * wb]
         G = slots[b * P : (b + 1) * P]
         G[:] = 0.0
-        _columns_forward(X, rows, params, sizes, offs, at, block, act, bw)
-        losses[b] = _columns_output(y, Y, w, rows, b0, order, scale, output, sizes[L], block,
-                                    bw, at[L], at[L + 1], at[L + 2])
-        _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, bw)
+        losses[b] = columns(X, y, Y, w, order, np.int64(b0), rows, params, sizes, offs, at,
+                            np.int64(block), np.int64(act), np.int64(output),
+                            np.float64(scale), bw, G)
     total = 0.0
     for b in range(nb):
         total += losses[b]
@@ -236,13 +235,13 @@ train_blocks_serial = _with_by_address(_train_blocks_serial_by)
 
 def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                    solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
-                   update):
+                   columns, update):
     """``train_epoch`` for narrow networks on large batches (dense X; softmax
     needs k >= 2): each batch in blocks of up to ``COLUMNS_BLOCK`` rows,
-    transposed (``_columns_forward``, ``_columns_output``,
-    ``_columns_backward``), up to ``BLOCK_MAX`` blocks at a time in parallel,
-    each into its own gradient; the gradients are summed in block order, then
-    the update runs in one pass over the parameters (``update``:
+    transposed (``columns``: ``_columns_block``, called by address), up to
+    ``BLOCK_MAX`` blocks at a time in parallel, each into its own gradient;
+    the gradients are summed in block order, then the update runs in one
+    pass over the parameters (``update``:
     ``_update_span``, called by address). The same results as ``train_epoch``
     up to rounding (sums taken in another order), and the same for any number
     of threads."""
@@ -273,8 +272,9 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
         total = (m + block - 1) // block
         for first in range(0, total, nb_max):
             nb = min(nb_max, total - first)
-            data += _columns_pass(X, y, Y, w, order, start, m, first, nb, block, params, sizes,
-                                  offs, at, act, output, scale, work, wb, slots, losses)
+            data += _columns_pass(columns, X, y, Y, w, order, start, m, first, nb, block,
+                                  params, sizes, offs, at, act, output, scale, work, wb, slots,
+                                  losses)
             _sum_blocks(slots, nb, P, grads, zero, P, first > 0)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
