@@ -36,8 +36,10 @@ PARALLEL = dict(JIT, parallel={"prange": True, "comprehension": False, "reductio
                                "inplace_binop": False, "setitem": False, "numpy": False,
                                "stencil": False, "fusion": False})
 
-#: Scalar helpers (exp, sigmoid, tanh): inlined into the loops that call them,
-#: at numba's level, so that those loops vectorise.
+#: Helpers inlined at numba's level: small layout helpers, and the scalar
+#: functions that LLVM would otherwise leave as calls inside the loops that
+#: call them (tanh), so that those loops vectorise. Inlining at numba's level
+#: types and lowers the helper again at every call: it is kept for these.
 INLINE = dict(JIT, inline="always")
 
 #: Helpers of ``REDUCE`` kernels, inlined into them: one compiled call does a

@@ -39,11 +39,14 @@ numba's threads cannot run (``parallel_ok``). ``train_epoch``,
 ``train_blocks``, ``train_columns`` and ``loss_gradient_blocks`` are Python
 functions over compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...)
 to which they pass the forward and backward passes of a block of rows
-(``_forward_rows``, ``_block_backward``) and/or the optimiser's update of a
-span of parameters, ``_update_span``, by address (``block_gradient.py``,
-``_setup.ByAddress``): each is compiled once into machine code of its own
-rather than again into every function that calls it (the README's "Compile
-time of a first fit").
+(``_forward_rows``, ``_block_backward``) or of a feature-major block
+(``_columns_block``) and/or the optimiser's update of a span of parameters,
+``_update_span``, by address (``block_gradient.py``, ``_setup.ByAddress``):
+each is compiled once into machine code of its own rather than again into
+every function that calls it. Their types are known before any is compiled,
+so a first call compiles them side by side, in helper processes where numba
+caches on disk (``parallel_compile``; the README's "Compile time of a first
+fit").
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
 signed computed index (``a[o + j]``) makes numba emit a wraparound select that
@@ -65,7 +68,8 @@ layers), ``optimisers``, ``layout`` (layout and the first layer), ``network``
 (network forward), ``block_gradient`` (a block's forward and backward
 pass, and what is called by address), training in ``train_batches``,
 ``train_rows``, ``train_columns``, ``train_full_batch`` and
-``train_row_blocks``, ``thread_safety``; and ``freshness`` and ``record``, which keep the cache
+``train_row_blocks``, ``thread_safety``, ``parallel_compile`` (compiling in
+helper processes); and ``freshness`` and ``record``, which keep the cache
 fresh. This module only gathers the names the API and the tests use.
 """
 

@@ -1,13 +1,18 @@
 """Exp and log: range-reduced polynomials that vectorise, in float64 and in
 float32, the sigmoid, tanh and softplus built on them, and ``_exp_t`` and
 friends, which pick the precision by the value's type.
+
+Each is compiled once and LLVM inlines it into the loops that call it, which
+then vectorise; the two tanh are larger than LLVM inlines by itself (a loop
+of tanh calls runs at half speed) and are inlined at numba's level
+(``INLINE``), which costs compile time at every call.
 """
 
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ._setup import INLINE, OVERLOAD
+from ._setup import INLINE, JIT, OVERLOAD
 from .bits import _bits32_of, _bits_of, _float32_of, _float_of, _half_pow2_32
 
 
@@ -27,7 +32,7 @@ _SQRT_HALF_BITS = 0x3FE6A09E667F3BCD  # sqrt(1/2) in float64
 _SQRT_HALF_BITS32 = 0x3F3504F3  # sqrt(1/2) in float32
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def _expm1_reduced(r, f32):
     """exp(r) - 1 for |r| <= ln2/2, relative error within 2 ulp of float64 (or,
     ``f32`` true, 1e-8): the Taylor polynomial of degree 13 (7), without its
@@ -45,7 +50,7 @@ def _expm1_reduced(r, f32):
     return q
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def _exp(x, f32):
     """exp(x) in float64: within 2 ulp of float64, or (``f32`` true) within
     1e-8 relative, plenty for a float32 result. 0 below -708, inf above
@@ -68,7 +73,7 @@ def _exp(x, f32):
     return y
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def _exp32(x):
     """exp(x) in float32 arithmetic (float32 x), within 2 ulp of float32; inf
     above log(max float32), 0 below -87 (results under 2e-38 may flush to 0).
@@ -88,7 +93,7 @@ def _exp32(x):
     return y
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def _log64(x):
     """log(x) for finite float64 x > 0 (normal), within about 1 ulp; branch-free.
 
@@ -107,7 +112,7 @@ def _log64(x):
     return ef * _LN2_HI + ((2.0 * s + 2.0 * s * (z * p)) + ef * _LN2_LO)
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def _log32(x):
     """log(x) for finite float32 x > 0 (normal) in float32 arithmetic, within
     about 2 ulp of float32: ``_log64``'s scheme to degree 9."""
@@ -122,7 +127,7 @@ def _log32(x):
     return ef * f(_LN2_HI32) + ((f(2.0) * s + f(2.0) * s * (z * p)) + ef * f(_LN2_LO32))
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def _sigmoid(v, f32):
     return 1.0 / (1.0 + _exp(-v, f32))
 
@@ -155,7 +160,7 @@ def _tanh32(v):
     return t if v >= f(0.0) else -t
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def _softplus(v):
     """log(1 + exp(v)) in float64, finite for any finite v."""
     return max(v, 0.0) + np.log1p(_exp(-abs(v), False))
