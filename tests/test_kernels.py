@@ -1317,7 +1317,8 @@ def test_both_cores_define_every_function_the_api_calls():
         plain = getattr(numpy_core, name, None)
         passes = ["forward", "backward"]
         by_address = {"train_epoch": passes + ["update"], "train_blocks": passes + ["update"],
-                      "train_columns": ["update"], "loss_gradient_blocks": passes}.get(name)
+                      "train_columns": ["columns", "update"],
+                      "loss_gradient_blocks": passes}.get(name)
         if by_address:
             # Python functions over compiled ones, to which they pass a block's passes
             # and/or the update of a span of parameters by address

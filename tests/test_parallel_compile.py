@@ -9,7 +9,9 @@ own (``tmp_path``): the helpers hand what they compile over through that cache.
   here; a second process finds everything cached and starts no helper;
 - ``FASTMLP_COMPILE_PROCESSES=1`` starts none; a bad value is refused by name;
 - a helper that fails leaves a warning and its share is compiled here, with
-  the same results;
+  the same results; a cache entry that names another function's data (two
+  processes writing one cache index at once) is compiled here again; helpers
+  start only from a Python interpreter;
 - a real first fit whose kernels the helpers compiled trains the model that
   this process trains, and no kernel is compiled twice.
 """
@@ -118,7 +120,7 @@ def test_one_process_starts_no_helper(tmp_path):
 
 
 def test_a_failing_helper_warns_and_its_share_compiles_here(tmp_path):
-    broken = tmp_path / "broken-python"
+    broken = tmp_path / "python-broken"
     broken.write_text("#!/bin/sh\necho no interpreter here >&2\nexit 3\n")
     broken.chmod(0o755)
     result = _jobs(tmp_path, tmp_path / "cache", 3, str(broken))
@@ -129,6 +131,59 @@ def test_a_failing_helper_warns_and_its_share_compiles_here(tmp_path):
     for message in result["warnings"]:
         assert "failed (3: no interpreter here)" in message
         assert "FASTMLP_COMPILE_PROCESSES=1" in message
+
+
+MISMATCH_CHILD = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    from numba import types
+    sys.path.insert(0, sys.argv[1])
+    import compile_targets as t
+    from fastmlp.kernels.numba_core import parallel_compile as pc
+
+    f = types.float64
+    wide, narrow = types.Array(types.float64, 1, "C"), types.Array(types.float32, 1, "C")
+    if sys.argv[2] == "write":  # cache the float64 function, then point float32's entry at it
+        t.scaled_sum.compile((wide, f))
+        cache = t.scaled_sum._cache
+        codegen = t.scaled_sum.targetctx.codegen()
+        index = cache._cache_file._load_index()
+        index[cache._index_key((narrow, f), codegen)] = index[cache._index_key((wide, f), codegen)]
+        cache._cache_file._save_index(index)
+        print(json.dumps({}))
+    else:
+        pc.compile_all([(t.scaled_sum, (narrow, f))])
+        x = np.arange(5, dtype=np.float32)
+        print(json.dumps({"value": t.scaled_sum(x, 2.0),
+                          "signatures": [str(s) for s in t.scaled_sum.signatures]}))
+''')
+
+
+def test_a_cache_entry_naming_another_functions_data_is_compiled_again(tmp_path):
+    """Two processes adding entries to one function's cache index at the same moment
+    can leave an entry naming the other's data; the function is then compiled here."""
+    script = tmp_path / "mismatch_child.py"
+    script.write_text(MISMATCH_CHILD)
+    env = _env(tmp_path / "cache", 1)
+    results = []
+    for step in ("write", "read"):
+        out = subprocess.run([sys.executable, str(script), str(TESTS), step],
+                             capture_output=True, text=True, env=env, timeout=240)
+        assert out.returncode == 0, out.stderr
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert results[1]["value"] == 20.0
+    assert len(results[1]["signatures"]) == 2  # the float64 one the cache gave, float32 compiled
+    assert any("float32" in sig for sig in results[1]["signatures"])
+
+
+def test_helpers_need_a_python_to_start(monkeypatch):
+    for name, expected in (("/usr/bin/python3.11", True), ("/opt/conda/bin/python", True),
+                           ("/usr/bin/uwsgi", False), ("", False)):
+        monkeypatch.setattr(sys, "executable", name)
+        assert parallel_compile._can_start() is expected, name
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert parallel_compile._can_start() is False
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])

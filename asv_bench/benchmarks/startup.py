@@ -10,7 +10,10 @@
 - ``track_first_fit_cold_cache_digits``: ``import fastmlp`` + ``MLP(epochs=2).fit``
   on the bundled digits (float32, default network: the row-block kernel and its
   parallel passes) with an empty ``NUMBA_CACHE_DIR``: the compile time of a
-  first fit on a parallel kernel.
+  first fit on a parallel kernel (the kernel and the passes it calls by address
+  compiled side by side, in helper processes: the default);
+- ``track_first_fit_cold_cache_digits_one_process``: the same compiled in the
+  fitting process alone (``FASTMLP_COMPILE_PROCESSES=1``).
 
 The clock runs inside the subprocess (``time.perf_counter``), so interpreter
 start-up is excluded; the first-fit scripts make their data with numpy before
@@ -97,11 +100,14 @@ class Startup:
     def track_first_fit_cold_cache_digits(self, backend):
         return cold_cache_run(FIRST_FIT_DIGITS_SCRIPT, backend)
 
+    def track_first_fit_cold_cache_digits_one_process(self, backend):
+        return cold_cache_run(FIRST_FIT_DIGITS_SCRIPT, backend, FASTMLP_COMPILE_PROCESSES="1")
 
-def cold_cache_run(script, backend):
+
+def cold_cache_run(script, backend, **env_extra):
     """``run_script`` with numba's cache in a fresh, empty directory."""
     cache = tempfile.mkdtemp(prefix="fastmlp-bench-numba-cache-")
     try:
-        return run_script(script, backend, NUMBA_CACHE_DIR=cache)
+        return run_script(script, backend, NUMBA_CACHE_DIR=cache, **env_extra)
     finally:
         shutil.rmtree(cache, ignore_errors=True)

@@ -82,6 +82,23 @@ def compile_all(jobs):
                 _stop(helper)
     for d, args in jobs:  # loads what the helpers compiled, compiles what they did not
         d.compile(args)
+        if args not in d.overloads:
+            _compile_fresh(d, args)
+
+
+def _compile_fresh(dispatcher, args):
+    """Compile ``dispatcher`` for ``args`` without numba's cache: the cache gave
+    a function for other types (two processes that added entries to one
+    function's cache index at the same moment can leave an entry naming the
+    other's data; numba does not check)."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    with global_compiler_lock:
+        dispatcher._cache.disable()
+        try:
+            dispatcher.compile(args)
+        finally:
+            dispatcher._cache.enable()
 
 
 def _cache_lacks(dispatcher, args):
@@ -105,7 +122,10 @@ def _name_of(dispatcher):
 
 
 def _can_start():
-    return bool(sys.executable) and not getattr(sys, "frozen", False)
+    """Whether ``sys.executable`` is a Python that can run a helper (not a
+    frozen application, nor a program embedding Python under its own name)."""
+    name = os.path.basename(sys.executable or "").lower()
+    return name.startswith("python") and not getattr(sys, "frozen", False)
 
 
 def _shares(jobs, count):
