@@ -94,14 +94,15 @@ def test_helpers_compile_what_the_cache_lacks_and_this_process_loads_it(tmp_path
     cache = tmp_path / "cache"
     first = _jobs(tmp_path, cache, 3)
     assert first["values"] == EXPECTED_VALUES
-    # three cacheable jobs, three processes: one here, one in each of two helpers
-    assert len(first["started"]) == 2
+    # three cacheable jobs, up to three processes: this one keeps a share (it starts
+    # first), the helpers take the rest (how many: the cost model's shares)
+    assert 1 <= len(first["started"]) <= 2
     away = [name for share in first["started"] for name in share]
-    assert len(away) == 2 and set(away) < set(CACHED)
+    assert away and set(away) < set(CACHED) and len(set(away)) == len(away)
     for name in away:  # loaded from the cache the helper wrote, not compiled here
         assert first["hits"][name] == 1 and first["misses"][name] == 0
-    (here,) = set(CACHED) - set(away)
-    assert first["misses"][here] == 1 and first["hits"][here] == 0
+    for name in set(CACHED) - set(away):
+        assert first["misses"][name] == 1 and first["hits"][name] == 0
     assert first["hits"]["not_cached"] == 0  # no disk cache: compiled here, never sent away
     assert all(count == 1 for count in first["signatures"].values())  # nothing compiled twice
     assert first["warnings"] == []
@@ -124,10 +125,10 @@ def test_a_failing_helper_warns_and_its_share_compiles_here(tmp_path):
     broken.write_text("#!/bin/sh\necho no interpreter here >&2\nexit 3\n")
     broken.chmod(0o755)
     result = _jobs(tmp_path, tmp_path / "cache", 3, str(broken))
-    assert len(result["started"]) == 2
+    assert result["started"]
     assert result["values"] == EXPECTED_VALUES
     assert all(result["misses"][name] == 1 and result["hits"][name] == 0 for name in CACHED)
-    assert len(result["warnings"]) == 2
+    assert len(result["warnings"]) == len(result["started"])
     for message in result["warnings"]:
         assert "failed (3: no interpreter here)" in message
         assert "FASTMLP_COMPILE_PROCESSES=1" in message

@@ -10,8 +10,9 @@ A helper that fails costs nothing but time: what it did not compile is
 compiled here, so the result never depends on the helpers.
 
 Helpers are used only where they can help: numba caches the functions on disk,
-this process may use two cores or more, and Python can be started again
-(``sys.executable``, not a frozen application). ``FASTMLP_COMPILE_PROCESSES``
+this process may use two cores or more, and ``sys.executable`` is a Python
+interpreter that can be started again (not a frozen application, nor a
+program that embeds Python). ``FASTMLP_COMPILE_PROCESSES``
 caps the processes that compile at once, this one included (1: this one
 alone); by default the cores this process may use plus one, since the shares
 never weigh exactly the same and the system then balances them.
@@ -31,9 +32,9 @@ from ..config import COMPILE_COST
 VARIABLE = "FASTMLP_COMPILE_PROCESSES"
 #: Seconds a helper may take before it is stopped and its share compiled here.
 TIMEOUT = 600
-#: Compile cost (in ``COMPILE_COST``'s unit) of starting a helper: Python,
-#: numba and this package imported.
-START_COST = 0.7
+#: Compile cost (in ``COMPILE_COST``'s unit, seconds) of starting a helper:
+#: Python, numba and this package imported (0.9-1.3 s measured).
+START_COST = 1.0
 
 #: What a helper runs: it takes this process's ``sys.path``, then the jobs.
 _HELPER = ("import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
