@@ -26,14 +26,14 @@ from numba.core import types
 from numba.core.typing.typeof import Purpose
 
 from ._setup import INLINE, JIT, ByAddress
-from .parallel_compile import compile_all
 from .activations import _act_backward_sums
 from .layout import _block, _first_gradient, _input_block, _weights
 from .network import _forward_rows
 from .optimisers import _update_span
-from .train_columns import _columns_block
 from .outputs import output_rows
+from .parallel_compile import compile_all
 from .products import _read_only, column_sums, gemm_nt, gemm_tn
+from .train_columns import _columns_block
 
 
 @njit(**INLINE)
@@ -139,45 +139,52 @@ def _type_key(a):
     return a.dtype, a.ndim, a.flags.num & _TYPE_FLAGS
 
 
+def _for_types(found, args, make):
+    """What ``make`` makes from the numba types of ``args`` (arrays, tuples of
+    arrays, or None: the kernel's own row order), kept in ``found`` by what
+    those types depend on."""
+    key = tuple(None if a is None else _type_key(a) for a in args)
+    made = found.get(key)
+    if made is None:
+        made = found[key] = make(*(_OWN_ORDER if a is None else typeof(a) for a in args))
+    return made
+
+
 def _block_passes_for(X, y, Y, w, order, params, sizes):
     """``_forward_rows`` and ``_block_backward`` for the types of these
     arguments (and of the scratch the kernels slice for them), by address
     (bound before their first call: ``_prepare``); ``order`` None: the
     kernel's own row order."""
-    args = (X, y, Y, w, order, params, sizes)
-    key = tuple(None if a is None else _type_key(a) for a in args)
-    found = _BLOCK_PASSES.get(key)
-    if found is None:
-        X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t = (
-            _OWN_ORDER if a is None else typeof(a) for a in args)
-        vector = types.Array(params_t.dtype, 1, "C")
-        i = types.int64
-        forward = ByAddress(_forward_rows, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i, i,
-                                            vector, _INDEX, types.Array(params_t.dtype, 2, "C")),
-                            types.none)
-        backward = ByAddress(_block_backward, (X_t, y_t, Y_t, w_t, order_t, i, i, params_t,
-                                               sizes_t, _INDEX, i, i, types.float64, vector,
-                                               _INDEX, vector), types.float64)
-        found = _BLOCK_PASSES[key] = forward, backward
-    return found
+    return _for_types(_BLOCK_PASSES, (X, y, Y, w, order, params, sizes), _block_passes)
+
+
+def _block_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t):
+    """The pair for arguments of these numba types (unbound)."""
+    vector = types.Array(params_t.dtype, 1, "C")
+    i = types.int64
+    forward = ByAddress(_forward_rows, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i, i,
+                                        vector, _INDEX, types.Array(params_t.dtype, 2, "C")),
+                        types.none)
+    backward = ByAddress(_block_backward, (X_t, y_t, Y_t, w_t, order_t, i, i, params_t, sizes_t,
+                                           _INDEX, i, i, types.float64, vector, _INDEX, vector),
+                         types.float64)
+    return forward, backward
 
 
 def _columns_block_for(X, y, Y, w, order, params, sizes):
-    """``train_columns.``\ ``_columns_block`` for the types of these arguments
-    (and of the row slices and scratch the kernels pass it), by address
-    (bound before its first call: ``_prepare``)."""
-    args = (X, y, Y, w, order, params, sizes)
-    key = tuple(_type_key(a) for a in args)
-    found = _COLUMNS_BLOCKS.get(key)
-    if found is None:
-        X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t = (typeof(a) for a in args)
-        vector = types.Array(params_t.dtype, 1, "C")
-        i = types.int64
-        found = _COLUMNS_BLOCKS[key] = ByAddress(
-            _columns_block, (X_t, y_t, Y_t, w_t, order_t, i, order_t, params_t, sizes_t, _INDEX,
-                             types.Array(types.uint64, 1, "C"), i, i, i, types.float64, vector,
-                             vector), types.float64)
-    return found
+    """``train_columns._columns_block`` for the types of these arguments (and
+    of the row slices and scratch the kernels pass it), by address (bound
+    before its first call: ``_prepare``)."""
+    return _for_types(_COLUMNS_BLOCKS, (X, y, Y, w, order, params, sizes), _columns_passes)
+
+
+def _columns_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t):
+    """The block's passes for arguments of these numba types (unbound)."""
+    vector = types.Array(params_t.dtype, 1, "C")
+    i = types.int64
+    return ByAddress(_columns_block, (X_t, y_t, Y_t, w_t, order_t, i, order_t, params_t, sizes_t,
+                                      _INDEX, types.Array(types.uint64, 1, "C"), i, i, i,
+                                      types.float64, vector, vector), types.float64)
 
 
 def _update_span_for(params):
@@ -218,10 +225,10 @@ def _with_by_address(compiled, name=None):
     forward and backward passes, or a feature-major block's, and/or the
     update of a span of parameters (``_BY_ADDRESS``): it takes the other
     arguments and passes ``_forward_rows`` and ``_block_backward``, or
-    ``_columns_block``, and/or ``_update_span`` by address for their types. Called by address, each (with all it calls) is compiled
-    once, into its own machine code, instead of again into every kernel that
-    calls it, their parallel passes and numba's wrappers of the passes'
-    loops."""
+    ``_columns_block``, and/or ``_update_span`` by address for their types.
+    Called by address, each (with all it calls) is compiled once, into its
+    own machine code, instead of again into every kernel that calls it, their
+    parallel passes and numba's wrappers of the passes' loops."""
     parameters = list(inspect.signature(compiled.py_func).parameters.values())
     names = [p.name for p in parameters]
     taken = [n for n in names if n in _BY_ADDRESS]
