@@ -16,7 +16,6 @@ own (``tmp_path``): the helpers hand what they compile over through that cache.
   this process trains, and no kernel is compiled twice.
 """
 
-import hashlib
 import json
 import os
 import subprocess
@@ -24,11 +23,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import fastmlp
 from fastmlp.kernels.numba_core import parallel_compile
+
+from compile_targets import first_fit_weights
 
 TESTS = Path(__file__).parent
 
@@ -215,9 +215,9 @@ def test_show_config_names_the_compile_processes(monkeypatch):
 
 
 FIT_CHILD = textwrap.dedent('''
-    import hashlib, json, sys
-    import numpy as np
-    import fastmlp
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from compile_targets import first_fit_weights
     from fastmlp.kernels.numba_core import (block_gradient, network, optimisers,
                                             train_row_blocks)
     from fastmlp.kernels.numba_core import parallel_compile as pc
@@ -230,17 +230,12 @@ FIT_CHILD = textwrap.dedent('''
         return _start(share)
 
     pc._start = spy
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((400, 12)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    model = fastmlp.MLP(hidden=(40,), batch_size=128, epochs=3, random_state=0,
-                        dtype="float32").fit(X, y)
-    params = np.concatenate([a.ravel() for a in model.coefs_ + model.intercepts_])
+    weights = first_fit_weights()
     roots = {d.py_func.__name__: d for d in (
         network._forward_rows, block_gradient._block_backward, optimisers._update_span,
         train_row_blocks._train_blocks_by)}
     print(json.dumps({
-        "weights": hashlib.sha256(params.tobytes()).hexdigest(),
+        "weights": weights,
         "started": sorted(started),
         "signatures": {n: len(d.signatures) for n, d in roots.items()},
         "hits": {n: sum(d.stats.cache_hits.values()) for n, d in roots.items()},
@@ -252,8 +247,8 @@ FIT_CHILD = textwrap.dedent('''
 def test_a_first_fit_compiled_by_helpers_trains_the_same_model(tmp_path):
     script = tmp_path / "fit_child.py"
     script.write_text(FIT_CHILD)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         env=_env(tmp_path / "cache", 3), timeout=400)
+    out = subprocess.run([sys.executable, str(script), str(TESTS)], capture_output=True,
+                         text=True, env=_env(tmp_path / "cache", 3), timeout=400)
     assert out.returncode == 0, out.stderr
     child = json.loads(out.stdout.strip().splitlines()[-1])
     # the row-block kernel, its passes and the update: the cache lacked all four
@@ -263,11 +258,4 @@ def test_a_first_fit_compiled_by_helpers_trains_the_same_model(tmp_path):
     for name in child["started"]:
         assert child["hits"][name] == 1  # loaded from what a helper compiled
     assert all(count == 1 for count in child["signatures"].values())  # none compiled twice
-
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((400, 12)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    model = fastmlp.MLP(hidden=(40,), batch_size=128, epochs=3, random_state=0,
-                        dtype="float32").fit(X, y)
-    params = np.concatenate([a.ravel() for a in model.coefs_ + model.intercepts_])
-    assert hashlib.sha256(params.tobytes()).hexdigest() == child["weights"]
+    assert first_fit_weights() == child["weights"]  # what this process's kernels train
