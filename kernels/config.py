@@ -98,4 +98,3 @@ COMPILE_COST = {"_forward_rows": 4.0, "_block_backward": 5.0, "_columns_block": 
                 "_update_span": 1.0, "_train_epoch_by": 2.0, "train_blocks": 5.0,
                 "train_blocks_serial": 3.0, "train_columns": 3.0, "train_columns_serial": 2.0,
                 "loss_gradient_blocks": 3.5, "loss_gradient_blocks_serial": 2.0}
-

@@ -49,4 +49,3 @@ def first_fit_weights():
                         dtype="float32").fit(X, y)
     params = np.concatenate([a.ravel() for a in model.coefs_ + model.intercepts_])
     return hashlib.sha256(params.tobytes()).hexdigest()
-

@@ -302,4 +302,3 @@ def _columns_block(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, 
                            at[L], at[L + 1], at[L + 2])
     _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, work)
     return loss
-
