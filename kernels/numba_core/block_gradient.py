@@ -122,7 +122,7 @@ _INDEX = types.Array(types.int64, 1, "C")
 _BLOCK_PASSES = {}
 #: ``_columns_block`` by address, one per signature met.
 _COLUMNS_BLOCKS = {}
-#: ``_update_span`` by address, one per parameter dtype.
+#: ``_update_span`` by address, one per parameter type.
 _UPDATE_SPANS = {}
 
 
@@ -191,14 +191,15 @@ def _update_span_for(params):
     """``_update_span`` for parameters (and gradients and optimiser state,
     which the API checks share their type) of ``params``' dtype, by address
     (bound before its first call: ``_prepare``)."""
-    found = _UPDATE_SPANS.get(params.dtype)
-    if found is None:
-        v = types.Array(typeof(params).dtype, 1, "C")
-        i, f, b = types.int64, types.float64, types.boolean
-        found = _UPDATE_SPANS[params.dtype] = ByAddress(
-            _update_span, (v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b),
-            types.Tuple((types.boolean, types.float64)))
-    return found
+    return _for_types(_UPDATE_SPANS, (params,), _update_span_of)
+
+
+def _update_span_of(params_t):
+    """The update for parameters of this numba type (unbound)."""
+    v = types.Array(params_t.dtype, 1, "C")
+    i, f, b = types.int64, types.float64, types.boolean
+    return ByAddress(_update_span, (v, v, v, v, _INDEX, i, i, i, f, f, b, f, f, f, f, f, b),
+                     types.Tuple((types.boolean, types.float64)))
 
 
 def _prepare(compiled, args, passes):

@@ -65,8 +65,10 @@ def compile_all(jobs):
     from numba's cache), the ones the cache lacks side by side in helper
     processes where that helps. Every job is compiled here when it returns."""
     jobs = [(d, args) for d, args in jobs if args not in d.overloads]
-    away = [job for job in jobs if _cache_lacks(*job) and _name_of(job[0])]
-    count = min(processes(), len(away)) if _can_start() else 1
+    limit = processes() if _can_start() else 1
+    # the cache is asked only where helpers may start (numba reads it again to load)
+    away = [job for job in jobs if _cache_lacks(*job) and _name_of(job[0])] if limit > 1 else []
+    count = min(limit, len(away))
     helpers = []
     if count > 1:
         shares = _shares(away, count)

@@ -241,10 +241,9 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
     transposed (``columns``: ``_columns_block``, called by address), up to
     ``BLOCK_MAX`` blocks at a time in parallel, each into its own gradient;
     the gradients are summed in block order, then the update runs in one
-    pass over the parameters (``update``:
-    ``_update_span``, called by address). The same results as ``train_epoch``
-    up to rounding (sums taken in another order), and the same for any number
-    of threads."""
+    pass over the parameters (``update``: ``_update_span``, called by
+    address). The same results as ``train_epoch`` up to rounding (sums taken
+    in another order), and the same for any number of threads."""
     n = order.shape[0]
     L = sizes.shape[0] - 1
     P = params.shape[0]
