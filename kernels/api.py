@@ -270,9 +270,8 @@ def read_only(X):
     compiled signature instead of compiling every kernel twice."""
     if not isinstance(X, np.ndarray):
         return tuple(read_only(a) for a in X)
-    if X.flags.writeable:
-        X = X.view()
-        X.flags.writeable = False
+    X = X.view()
+    X.setflags(write=False)
     return X
 
 
@@ -476,7 +475,11 @@ class Kernels:
         return self._predict(as_input(X, params.dtype, int(sizes[0])), params, sizes, act, outk)
 
     def _predict(self, X, params, sizes, act, output):
-        return self._core.predict_rows(read_only(X), params, sizes, act, output)
+        m = n_rows(X)
+        out = np.empty((m, sizes[-1]), dtype=params.dtype)
+        labels = np.empty(m, dtype=np.int64)
+        bad = self._core.predict_rows(read_only(X), params, sizes, act, output, out, labels)
+        return out, labels, bad
 
     def work_size(self, sizes, batch_size, sparse=False):
         """Length of the ``work`` array that ``train_epoch`` and ``loss_gradient`` need

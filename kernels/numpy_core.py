@@ -318,25 +318,27 @@ def _first_nonfinite(A):
     return -1 if ok.all() else int(np.argmin(ok))
 
 
-def predict_rows(X, params, sizes, act, output):
-    """The network's output for every row of X (dense or CSR) in chunks.
-    Returns (out, labels, bad) like the compiled twin."""
+def predict_rows(X, params, sizes, act, output, out, labels):
+    """The network's output for every row of X (dense or CSR) into ``out``, each
+    row's argmax into ``labels``, in chunks; returns the first row whose input
+    or output is not finite (-1: none), like the compiled twin."""
     M = _matrix(X, int(sizes[0]))
     m = M.shape[0]
-    out = np.empty((m, int(sizes[-1])), dtype=params.dtype)
     data = M if isinstance(M, np.ndarray) else M.data[None, :]
     bad = _first_nonfinite(data) if data.size else -1
     if bad >= 0:
         if not isinstance(M, np.ndarray):  # the row that holds the bad stored value
             bad = int(np.searchsorted(M.indptr, np.argmin(np.isfinite(M.data)), side="right")) - 1
-        return out, np.zeros(m, dtype=np.int64), bad
+        labels[:] = 0
+        return bad
     offs = _layers(sizes)
     with np.errstate(over="ignore", invalid="ignore"):  # reported through ``bad``
         for r0 in range(0, m, PREDICT_CHUNK):
             block = out[r0 : r0 + PREDICT_CHUNK]
             _forward_rows(M[r0 : r0 + PREDICT_CHUNK], params, sizes, offs, act, block)
             _output_only(block, output)
-    return out, np.argmax(out, axis=1).astype(np.int64), _first_nonfinite(out)
+    np.argmax(out, axis=1, out=labels)
+    return _first_nonfinite(out)
 
 
 # ----------------------------------------------------------------- training

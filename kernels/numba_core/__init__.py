@@ -1,8 +1,8 @@
 """Compiled (numba) kernels: every formula as an in-place loop.
 
 Each kernel writes into arrays its caller provides and allocates nothing but
-small views and index arrays, except ``predict_rows``, which returns its
-result. The whole-epoch kernels and the full-batch ``loss_gradient`` call the
+small views and index arrays, except ``predict_rows``, which allocates its
+scratch. The whole-epoch kernels and the full-batch ``loss_gradient`` call the
 others, across the files of this package; numba rebuilds a cached function
 only when its own source file changes, so ``ensure_fresh`` (``freshness``)
 rebuilds every kernel when any file of the package, ``blocks``, or a value

@@ -107,20 +107,19 @@ def _first_nonfinite_input_impl(X):
 
 
 @njit(**JIT)
-def predict_rows(X, params, sizes, act, output):
-    """The network's output for every row of X (dense or CSR) in chunks,
-    allocating its result and scratch: one compiled call per prediction.
-    Returns (out, labels, bad): labels is each row's argmax (the class code
-    under a softmax output), bad the first row whose input or output is not
-    finite (-1: none)."""
+def predict_rows(X, params, sizes, act, output, out, labels):
+    """The network's output for every row of X (dense or CSR) into ``out``
+    (rows x outputs) and each row's argmax (the class code under a softmax
+    output) into ``labels``, in chunks; the scratch is allocated here, the
+    results by the caller (returning arrays would cost a boxing each).
+    Returns the first row whose input or output is not finite (-1: none)."""
     m = _n_rows(X)
     L = sizes.shape[0] - 1
     k = sizes[L]
-    out = np.empty((m, k), dtype=params.dtype)
-    labels = np.zeros(m, dtype=np.int64)
     bad = _first_nonfinite_input(X)
     if bad >= 0:
-        return out, labels, bad
+        labels[:] = 0
+        return bad
     offs = _layers(sizes)
     chunk = max(1, min(m, PREDICT_CHUNK))
     wo = _offsets(sizes, chunk, _input_rows(X, chunk))
@@ -139,4 +138,4 @@ def predict_rows(X, params, sizes, act, output):
             if o[i * k + j] > o[i * k + best]:
                 best = j
         labels[i] = best
-    return out, labels, bad
+    return bad
