@@ -3,7 +3,8 @@
 The kernels never spell out a numba option themselves: they use ``JIT``
 (serial), ``PARALLEL`` (the row-block kernels, whose ``prange`` loops numba's
 threads run), ``INLINE`` (scalar helpers), ``REDUCE`` (vectorised sums) or
-``INLINE_REDUCE`` (the helpers of those). This
+``INLINE_REDUCE`` (the helpers of those), with ``PYTHON_ENTRY`` or
+``C_ENTRY`` added where Python or an address calls them. This
 module imports nothing heavy and changes nothing outside itself: the numba core
 reads it when it is first loaded, and the API reads the sizes that choose an
 epoch's kernel (``api.epoch_path``).
@@ -20,7 +21,20 @@ changed (``numba_core.ensure_fresh``), so editing a value here takes effect.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
 #: Serial kernels: no Python error model (its division check blocks SIMD).
-JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH))
+#: Neither of numba's two wrappers of a compiled function is generated: the
+#: one Python calls (it unboxes every argument) and the C entry point of
+#: numba's first-class functions. Most functions are only called from other
+#: compiled code, which calls them directly, and the wrappers made a sixth of
+#: the code compiled for a first fit. The kernels that Python calls add
+#: ``PYTHON_ENTRY``; the functions called by address add ``C_ENTRY``.
+JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH),
+           no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+#: Added to the options of a kernel that Python calls.
+PYTHON_ENTRY = dict(no_cpython_wrapper=False)
+
+#: Added to the options of a function that compiled code calls by address.
+C_ENTRY = dict(no_cfunc_wrapper=False)
 
 #: Sums that may be vectorised: ``reassoc`` lets LLVM split them into lanes.
 #: The order is then fixed by the compiled code (the same on every run), not

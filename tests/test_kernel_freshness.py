@@ -142,7 +142,7 @@ def test_ensure_fresh_rebuilds_every_compiled_function_of_the_core():
     names = {d.py_func.__name__ for d in rebuilt}
     assert {"train_blocks_serial", "_rows_pass_serial", "rows_plan", "_train_epoch_by",
             "_block_backward", "_update_span", "_target_row", "_act_span"} <= names
-    assert {n for n in vars(record) if not n.startswith("__")} == {"njit", "JIT", "freshness",
+    assert {n for n in vars(record) if not n.startswith("__")} == {"njit", "ENTRY", "freshness",
                                                                     "_frozen"}
 
 

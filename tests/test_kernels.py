@@ -43,7 +43,8 @@ from conftest import (
     random_net,
 )
 from fastmlp import kernels
-from fastmlp.kernels import api, config, numba_core, numpy_core
+from fastmlp.kernels import api, codes, config, numba_core, numpy_core
+from fastmlp.kernels.numba_core._setup import CompiledOnly
 
 OUTPUTS = ref.OUTPUTS
 
@@ -1325,13 +1326,31 @@ def test_both_cores_define_every_function_the_api_calls():
             behind = getattr(numba_core, f"_{name}_by")
             assert isinstance(behind, CPUDispatcher), f"numba_core._{name}_by is not compiled"
             assert _parameter_names(behind.py_func) == _parameter_names(compiled) + by_address
+            twin = getattr(numba_core, f"_{name}_serial_by", behind)
+            assert not isinstance(behind, CompiledOnly) and not isinstance(twin, CompiledOnly)
         else:
             assert isinstance(compiled, CPUDispatcher), f"numba_core.{name} is not compiled"
+            assert not isinstance(compiled, CompiledOnly), f"Python cannot call {name}"
             compiled = compiled.py_func
         assert inspect.isfunction(plain), f"numpy_core.{name} is missing"
         names = _parameter_names(compiled)
         assert names == _parameter_names(plain), name
         assert len(names) == n_args, f"{name}: the API passes {n_args} arguments, not {len(names)}"
+
+
+def test_a_function_compiled_for_compiled_callers_only_refuses_python():
+    """Most compiled functions have no wrapper for Python (``config.JIT``): calling one from
+    Python raises a TypeError naming it (numba would jump to a wrapper never generated),
+    while compiled code calls it as usual."""
+    A = np.arange(6.0).reshape(2, 3)
+    B = np.arange(12.0).reshape(3, 4)
+    C = np.empty((2, 4))
+    assert isinstance(numba_core.gemm_nn, CompiledOnly)
+    with pytest.raises(TypeError, match="products.gemm_nn is compiled without an entry point"):
+        numba_core.gemm_nn(A, B, C)
+    # linear (which Python may call) computes its product by gemm_nn
+    numba_core.linear(A, B, np.zeros(4), codes.IDENTITY, C)
+    np.testing.assert_array_equal(C, A @ B)
 
 
 def test_get_returns_one_kernels_object_per_backend(backends):

@@ -70,10 +70,12 @@ pass, and what is called by address), training in ``train_batches``,
 ``train_rows``, ``train_columns``, ``train_full_batch`` and
 ``train_row_blocks``, ``thread_safety``, ``parallel_compile`` (compiling in
 helper processes); and ``freshness`` and ``record``, which keep the cache
-fresh. This module only gathers the names the API and the tests use.
+fresh. This module only gathers the names the API and the tests use, and
+makes every function compiled without an entry point for Python refuse a call
+from Python with a TypeError (``_setup.CompiledOnly``).
 """
 
-from ._setup import _CACHE
+from ._setup import _CACHE, close_python_entries
 from .activations import act_backward, bias_act_rows, linear
 from .network import forward, predict_rows
 from .freshness import _FROZEN, REBUILT, _source_key, ensure_fresh
@@ -91,3 +93,5 @@ from .train_row_blocks import (_loss_gradient_blocks_by, _loss_gradient_blocks_s
                                loss_gradient_blocks_serial, train_blocks, train_blocks_serial,
                                train_columns, train_columns_serial)
 from .train_rows import train_rows
+
+close_python_entries(freshness._dispatchers())

@@ -11,6 +11,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit
 from numba.core import cgutils
+from numba.core.registry import CPUDispatcher
 from numba.core.types import FunctionType
 from numba.experimental.function_type import FunctionModel
 from numba.extending import NativeValue, register_model, unbox
@@ -53,6 +54,29 @@ PARALLEL = dict(config.PARALLEL, cache=_CACHE)
 REDUCE = dict(config.REDUCE, cache=_CACHE)
 INLINE = dict(config.INLINE, cache=_CACHE)
 INLINE_REDUCE = dict(config.INLINE_REDUCE, cache=_CACHE)
+#: The kernels that Python calls (the API's and the training kernels' own).
+ENTRY = dict(JIT, **config.PYTHON_ENTRY)
+INLINE_ENTRY = dict(INLINE, **config.PYTHON_ENTRY)
+#: The functions that compiled code calls by address (``ByAddress``).
+BY_ADDRESS = dict(JIT, **config.C_ENTRY)
+
+
+class CompiledOnly(CPUDispatcher):
+    """A compiled function without the wrapper Python calls (``config.JIT``):
+    compiled code calls it directly; from Python it raises a TypeError
+    instead of jumping to a wrapper that was never generated."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"{self.py_func.__module__}.{self.py_func.__qualname__} is compiled "
+                        f"without an entry point for Python: only compiled code calls it")
+
+
+def close_python_entries(dispatchers):
+    """Make each of ``dispatchers`` compiled without a Python entry point a
+    ``CompiledOnly``."""
+    for dispatcher in dispatchers:
+        if dispatcher.targetoptions.get("no_cpython_wrapper"):
+            dispatcher.__class__ = CompiledOnly
 
 
 #: Unsigned index type of the loops that must vectorise (see the package's docstring).

@@ -6,7 +6,7 @@ from numba import njit
 
 from ..codes import IDENTITY, RELU, SIGMOID, TANH
 from ..config import NARROW
-from ._setup import INLINE, JIT, U
+from ._setup import ENTRY, INLINE, INLINE_ENTRY, JIT, U
 from .exp_log import _sigmoid, _sigmoid_t, _tanh, _tanh_t
 from .products import _flat, gemm_nn
 
@@ -79,14 +79,14 @@ def bias_act_rows(Z, b, act, r0, r1):
                 z[row + j] = _tanh(z[row + j] + b[j], f32)
 
 
-@njit(**INLINE)
+@njit(**INLINE_ENTRY)
 def linear(X, W, b, act, out):
     """out = f(X @ W + b): one product, then one fused pass for bias and f."""
     gemm_nn(X, W, out)
     bias_act_rows(out, b, act, 0, out.shape[0])
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def act_backward(A, dA, act, out):
     """out = dA * f'(.) from the activation output A (out may be dA)."""
     a, d, o = _flat(A), _flat(dA), _flat(out)

@@ -25,7 +25,7 @@ from numba import njit, typeof
 from numba.core import types
 from numba.core.typing.typeof import Purpose
 
-from ._setup import INLINE, JIT, ByAddress
+from ._setup import BY_ADDRESS, INLINE, JIT, ByAddress
 from .activations import _act_backward_sums
 from .layout import _block, _first_gradient, _input_block, _weights
 from .network import _forward_rows
@@ -65,7 +65,7 @@ def _delta_below(params, sizes, offs, act, work, wo, m, l, gb_below):
     _act_backward_sums(_block(work, wo, l, m, sizes[l]), nxt, act, gb_below)
 
 
-@njit(**JIT)
+@njit(**BY_ADDRESS)
 def _block_backward(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale, work,
                     wo, G):
     """Loss and backward pass of the m rows ``_row(order, start, i)`` whose

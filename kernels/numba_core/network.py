@@ -8,7 +8,7 @@ from numba.extending import overload
 
 from ..codes import IDENTITY, LOGISTIC, POISSON, SIGMOID, SOFTMAX
 from ..config import PREDICT_CHUNK
-from ._setup import JIT, OVERLOAD
+from ._setup import BY_ADDRESS, ENTRY, JIT, OVERLOAD
 from .activations import _act_flat, linear
 from .exp_log import _exp
 from .layout import (_block, _first_forward, _input_block, _input_rows, _layers, _n_rows, _offsets,
@@ -17,7 +17,7 @@ from .outputs import softmax
 from .products import _flat, _read_only
 
 
-@njit(**JIT)
+@njit(**BY_ADDRESS)
 def _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo, out):
     """Activations of m rows through every layer into the work blocks (layer
     l's output in block l + 1); the last layer's into ``out`` (logits: the
@@ -51,7 +51,7 @@ def _output_only(out, output):
             o[j] = _exp(np.float64(o[j]), False)
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def forward(X, params, sizes, act, output, buf_a, buf_b, out):
     """Network output for the rows of dense X; buf_a and buf_b are 1-D scratch
     of at least rows * widest hidden layer."""
@@ -106,7 +106,7 @@ def _first_nonfinite_input_impl(X):
     return csr
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def predict_rows(X, params, sizes, act, output, out, labels):
     """The network's output for every row of X (dense or CSR) into ``out``
     (rows x outputs) and each row's argmax (the class code under a softmax

@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import ADAM
-from ._setup import JIT, REDUCE
+from ._setup import BY_ADDRESS, ENTRY, JIT, REDUCE
 from .bits import _abs_key, _inf_key
 
 
@@ -67,18 +67,18 @@ def adam_step(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
     return key < _inf_key(params), sq
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def sgd_update(params, grads, velocity, lr, momentum, nesterov):
     sgd_step(params, grads, velocity, lr, momentum, nesterov, 0.0, 0, params.shape[0], False)
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def adam_update(params, grads, m1, m2, step, lr, beta1, beta2, eps):
     adam_step(params, grads, m1, m2, adam_rate(lr, beta1, beta2, step), beta1, beta2, eps,
               0.0, 0, params.shape[0])
 
 
-@njit(**JIT)
+@njit(**BY_ADDRESS)
 def _update_span(params, grads, state1, state2, offs, c0, c1, solver, lr, momentum,
                  nesterov, beta1, beta2, eps, rate, decay, keep):
     """One optimiser step on the entries c0..c1-1 of the parameter vector,

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import LOGISTIC, SOFTMAX, SQUARED
-from ._setup import JIT
+from ._setup import ENTRY, JIT
 from .exp_log import _exp, _sigmoid, _softplus
 from .products import _flat
 
@@ -53,7 +53,7 @@ def _normalise(p, base, n):
     return np.log(s)
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def softmax(Z, out):
     """Row-wise softmax (out may be Z)."""
     m, n = Z.shape
@@ -63,7 +63,7 @@ def softmax(Z, out):
         _normalise(o, i * n, n)
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def log_softmax(Z, out):
     """Row-wise log-softmax, (z - max) - log(sum(exp(z - max)))."""
     m, n = Z.shape
@@ -83,7 +83,7 @@ def log_softmax(Z, out):
             o[j] = (z[j] - top) - log_s  # not z - (top + log s): exact next to huge logits
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def output_rows(Z, y, Y, w, order, start, scale, output, D):
     """The output layer of one batch, fused with its loss and its delta.
 

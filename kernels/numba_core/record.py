@@ -22,10 +22,10 @@ is in the tuple too, like every file's, for the listing to be complete).
 from numba import njit
 
 from . import freshness
-from ._setup import JIT
+from ._setup import ENTRY
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def _frozen():
     """``freshness._FROZEN`` as it was when the cache was compiled."""
     return freshness._FROZEN

@@ -6,7 +6,7 @@ weights, the L2 penalty).
 import numpy as np
 from numba import njit
 
-from ._setup import JIT
+from ._setup import ENTRY, JIT
 from .block_gradient import _block_gradient, _span_update, _with_by_address
 from .layout import _input_rows, _layers, _offsets
 from .optimisers import adam_rate
@@ -58,7 +58,7 @@ def _batch_penalty(params, sizes, offs, l2, sq):
     return 0.5 * l2 * sq, sq
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                     solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
                     forward, backward, update):

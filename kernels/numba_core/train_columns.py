@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import RELU, SIGMOID, SOFTMAX, TANH
-from ._setup import INLINE, INLINE_REDUCE, JIT, REDUCE, U
+from ._setup import BY_ADDRESS, INLINE, INLINE_REDUCE, JIT, REDUCE, U
 from .activations import _act_span
 from .exp_log import _exp_t, _log_t
 from .outputs import output_rows
@@ -289,7 +289,7 @@ def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
             cur = nxt
 
 
-@njit(**JIT)
+@njit(**BY_ADDRESS)
 def _columns_block(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, act, output,
                    scale, work, G):
     """Forward, output and backward pass of one feature-major block, the rows

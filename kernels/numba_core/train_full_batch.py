@@ -5,7 +5,7 @@ and its gradient.
 import numpy as np
 from numba import njit
 
-from ._setup import JIT
+from ._setup import ENTRY
 from .network import _forward_rows
 from .layout import _block, _input_rows, _layers, _n_rows, _offsets, _weights
 from .outputs import output_rows
@@ -14,7 +14,7 @@ from .block_gradient import _delta, _delta_below, _layer_gradient
 from .train_batches import _batch_weight, _penalty_squares
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def loss_gradient(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work):
     """The loss of the whole data set and its gradient, for full-batch solvers.
 

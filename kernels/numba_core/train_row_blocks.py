@@ -19,7 +19,7 @@ from numba import njit, prange
 
 from .. import blocks
 from ..config import UPDATE_CHUNK
-from ._setup import JIT, PARALLEL, REDUCE, U
+from ._setup import ENTRY, JIT, PARALLEL, REDUCE, U
 from .block_gradient import _block_gradient, _span_update, _with_by_address
 from .layout import _input_rows, _layers, _n_rows, _offsets
 from .optimisers import adam_rate
@@ -166,8 +166,8 @@ def _twins(fn):
     (``parallel_ok``)."""
     name = fn.__name__.lstrip("_")
     serial = dict(fn.__globals__, **{p: fn.__globals__[p + "_serial"] for p in _PASSES})
-    return (njit(**JIT)(_renamed(fn, name)),
-            njit(**JIT)(_renamed(fn, name + "_serial", serial)))
+    return (njit(**ENTRY)(_renamed(fn, name)),
+            njit(**ENTRY)(_renamed(fn, name + "_serial", serial)))
 
 
 def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import RELU, SIGMOID, SOFTMAX, TANH
-from ._setup import INLINE, INLINE_REDUCE, JIT, REDUCE, U
+from ._setup import ENTRY, INLINE, INLINE_REDUCE, JIT, REDUCE, U
 from .activations import _act_span
 from .bits import _abs_key, _inf_key
 from .exp_log import _exp
@@ -258,7 +258,7 @@ def _last_live_row(w, order):
     return s
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def train_rows(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work):
     """``train_epoch`` for SGD on batches of one row (``batch_size`` 1, dense
