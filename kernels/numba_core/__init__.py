@@ -78,7 +78,7 @@ from Python with a TypeError (``_setup.CompiledOnly``).
 from ._setup import _CACHE, close_python_entries
 from .activations import act_backward, bias_act_rows, linear
 from .network import forward, predict_rows
-from .freshness import _FROZEN, REBUILT, _source_key, ensure_fresh
+from .freshness import _FROZEN, REBUILT, _dispatchers, _source_key, ensure_fresh
 from .optimisers import adam_rate, adam_step, adam_update, sgd_step, sgd_update
 from .outputs import log_softmax, output_rows, softmax
 from .products import column_sums, gemm_nn, gemm_nt, gemm_tn, sum_squares
@@ -94,4 +94,4 @@ from .train_row_blocks import (_loss_gradient_blocks_by, _loss_gradient_blocks_s
                                train_columns, train_columns_serial)
 from .train_rows import train_rows
 
-close_python_entries(freshness._dispatchers())
+close_python_entries(_dispatchers())
