@@ -24,9 +24,9 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 #: Neither of numba's two wrappers of a compiled function is generated: the
 #: one Python calls (it unboxes every argument) and the C entry point of
 #: numba's first-class functions. Most functions are only called from other
-#: compiled code, which calls them directly, and the wrappers made a sixth of
-#: the code compiled for a first fit. The kernels that Python calls add
-#: ``PYTHON_ENTRY``; the functions called by address add ``C_ENTRY``.
+#: compiled code, which calls them directly, and the wrappers made almost a
+#: quarter of the LLVM code compiled for a first fit. The kernels that Python
+#: calls add ``PYTHON_ENTRY``; the functions called by address add ``C_ENTRY``.
 JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=set(FASTMATH),
            no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
