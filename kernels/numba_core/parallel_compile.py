@@ -14,8 +14,9 @@ this process may use two cores or more, and ``sys.executable`` is a Python
 interpreter that can be started again (not a frozen application, nor a
 program that embeds Python). ``FASTMLP_COMPILE_PROCESSES``
 caps the processes that compile at once, this one included (1: this one
-alone); by default the cores this process may use plus one, since the shares
-never weigh exactly the same and the system then balances them.
+alone); by default the cores this process may use: one more process than
+cores made a first fit slower on two cores (its processes took turns on
+them and compiled for longer in all).
 """
 
 import importlib
@@ -56,8 +57,7 @@ def processes():
         return count
     from fastmlp.threads import default_threads
 
-    cores = default_threads()
-    return cores + 1 if cores > 1 else 1
+    return default_threads()
 
 
 def compile_all(jobs):
