@@ -1316,7 +1316,7 @@ def test_both_cores_define_every_function_the_api_calls():
     for name, n_args in sorted(calls.items()):
         compiled = getattr(numba_core, name, None)
         plain = getattr(numpy_core, name, None)
-        passes = ["forward", "backward"]
+        passes = ["forward", "loss", "backward"]
         by_address = {"train_epoch": passes + ["update"], "train_blocks": passes + ["update"],
                       "train_columns": ["columns", "update"],
                       "loss_gradient_blocks": passes}.get(name)

@@ -232,8 +232,8 @@ FIT_CHILD = textwrap.dedent('''
     pc._start = spy
     weights = first_fit_weights()
     roots = {d.py_func.__name__: d for d in (
-        network._forward_rows, block_gradient._block_backward, optimisers._update_span,
-        train_row_blocks._train_blocks_by)}
+        network._forward_rows, block_gradient._block_loss, block_gradient._block_backward,
+        optimisers._update_span, train_row_blocks._train_blocks_by)}
     print(json.dumps({
         "weights": weights,
         "started": sorted(started),
@@ -251,10 +251,10 @@ def test_a_first_fit_compiled_by_helpers_trains_the_same_model(tmp_path):
                          text=True, env=_env(tmp_path / "cache", 3), timeout=400)
     assert out.returncode == 0, out.stderr
     child = json.loads(out.stdout.strip().splitlines()[-1])
-    # the row-block kernel, its passes and the update: the cache lacked all four
+    # the row-block kernel, its three passes and the update: the cache lacked all five
     assert child["started"], "no helper was started"
-    assert set(child["started"]) < {"_forward_rows", "_block_backward", "_update_span",
-                                    "train_blocks"}
+    assert set(child["started"]) < {"_forward_rows", "_block_loss", "_block_backward",
+                                    "_update_span", "train_blocks"}
     for name in child["started"]:
         assert child["hits"][name] == 1  # loaded from what a helper compiled
     assert all(count == 1 for count in child["signatures"].values())  # none compiled twice

@@ -2,13 +2,15 @@
 by address.
 
 A block's gradient (``_block_gradient``) is its forward pass
-(``network._forward_rows``), then its loss and backward pass
-(``_block_backward``, with the backward steps it shares with
-``loss_gradient``). numba links the machine code of every compiled callee
-into each caller and optimises and compiles it there again; ``train_epoch``,
-``train_blocks``, ``train_columns`` and ``loss_gradient_blocks`` are
-therefore Python functions over compiled ones (``_train_epoch_by``, ...) that
-pass the two passes (``train_columns``: a feature-major block's passes,
+(``network._forward_rows``), its loss and output delta (``_block_loss``),
+then its backward pass (``_block_backward``, with the backward steps it
+shares with ``loss_gradient``). numba links the machine code of every
+compiled callee into each caller and optimises and compiles it there again;
+``train_epoch``, ``train_blocks``, ``train_columns`` and
+``loss_gradient_blocks`` are therefore Python functions over compiled ones
+(``_train_epoch_by``, ...) that pass the three passes, which a first fit
+compiles side by side in about equal shares (``train_columns``: a
+feature-major block's passes,
 ``train_columns._columns_block``) and/or the optimiser's update of a span of
 parameters, ``_update_span``, as numba first-class functions
 (``_setup.ByAddress``, ``_with_by_address``): the compiled code calls them
@@ -66,41 +68,51 @@ def _delta_below(params, sizes, offs, act, work, wo, m, l, gb_below):
 
 
 @njit(**BY_ADDRESS)
-def _block_backward(X, y, Y, w, order, start, m, params, sizes, offs, act, output, scale, work,
-                    wo, G):
-    """Loss and backward pass of the m rows ``_row(order, start, i)`` whose
+def _block_loss(y, Y, w, order, start, m, sizes, offs, output, scale, work, wo, G):
+    """Loss and output delta of the m rows ``_row(order, start, i)`` whose
     forward pass (``_forward_rows``) is in their scratch ``work`` (laid out by
-    ``wo``): the gradient of their loss times ``scale`` written to ``G`` (a
-    whole parameter vector). Returns the rows' weighted loss (float64)."""
+    ``wo``): the output layer's delta (times ``scale``) into its block of
+    ``work``, its column sums (the output bias's gradient) into ``G``. Returns
+    the rows' weighted loss (float64)."""
     L = sizes.shape[0] - 1
     out = _block(work, wo, L, m, sizes[L])
     D = _delta(work, wo, sizes, m, L - 1)
     loss = output_rows(out, y, Y, w, order, start, scale, output, D)
     column_sums(D, _weights(G, sizes, offs, L - 1)[1])
+    return loss
+
+
+@njit(**BY_ADDRESS)
+def _block_backward(X, order, start, m, params, sizes, offs, act, work, wo, G):
+    """Backward pass of the m rows ``_row(order, start, i)`` from the output
+    delta that ``_block_loss`` left in their scratch ``work``: per layer from
+    the top, its weights' gradient and the bias gradient and delta of the
+    layer below, into ``G`` (a whole parameter vector)."""
+    L = sizes.shape[0] - 1
     for l in range(L - 1, -1, -1):
         _layer_gradient(X, order, start, m, sizes, work, wo, l,
                         _weights(G, sizes, offs, l)[0])
         if l > 0:
             _delta_below(params, sizes, offs, act, work, wo, m, l,
                          _weights(G, sizes, offs, l - 1)[1])
-    return loss
 
 
 @njit(**INLINE)
-def _block_gradient(forward, backward, X, y, Y, w, order, start, m, params, sizes, offs, act,
-                    output, scale, work, wo, G):
+def _block_gradient(forward, loss, backward, X, y, Y, w, order, start, m, params, sizes, offs,
+                    act, output, scale, work, wo, G):
     """Forward, loss and backward of the m rows ``_row(order, start, i)``
-    with their own scratch ``work``, by ``forward`` (``_forward_rows``) and
-    ``backward`` (``_block_backward``), called by address; the gradient of
-    their loss times ``scale`` into ``G``. Returns the rows' weighted loss.
-    The scalars are cast to the exact types of the passes' signatures (a
-    call by address converts none)."""
+    with their own scratch ``work``, by ``forward`` (``_forward_rows``),
+    ``loss`` (``_block_loss``) and ``backward`` (``_block_backward``), called
+    by address; the gradient of their loss times ``scale`` into ``G``.
+    Returns the rows' weighted loss. The scalars are cast to the exact types
+    of the passes' signatures (a call by address converts none)."""
     L = sizes.shape[0] - 1
     start, m, act, output = np.int64(start), np.int64(m), np.int64(act), np.int64(output)
     forward(X, order, start, m, params, sizes, offs, act, output, work, wo,
             _block(work, wo, L, m, sizes[L]))
-    return backward(X, y, Y, w, order, start, m, params, sizes, offs, act, output,
-                    np.float64(scale), work, wo, G)
+    data = loss(y, Y, w, order, start, m, sizes, offs, output, np.float64(scale), work, wo, G)
+    backward(X, order, start, m, params, sizes, offs, act, work, wo, G)
+    return data
 
 
 @njit(**INLINE)
@@ -118,7 +130,8 @@ def _span_update(update, params, grads, state1, state2, offs, c0, c1, solver, lr
 #: The type of the row order a kernel without ``order`` makes (rows in their own order).
 _OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
 _INDEX = types.Array(types.int64, 1, "C")
-#: ``_forward_rows`` and ``_block_backward`` by address, a pair per signature met.
+#: ``_forward_rows``, ``_block_loss`` and ``_block_backward`` by address, three
+#: per signature met.
 _BLOCK_PASSES = {}
 #: ``_columns_block`` by address, one per signature met.
 _COLUMNS_BLOCKS = {}
@@ -151,24 +164,25 @@ def _for_types(found, args, make):
 
 
 def _block_passes_for(X, y, Y, w, order, params, sizes):
-    """``_forward_rows`` and ``_block_backward`` for the types of these
-    arguments (and of the scratch the kernels slice for them), by address
+    """``_forward_rows``, ``_block_loss`` and ``_block_backward`` for the
+    types of these arguments (and of the scratch the kernels slice for them), by address
     (bound before their first call: ``_prepare``); ``order`` None: the
     kernel's own row order."""
     return _for_types(_BLOCK_PASSES, (X, y, Y, w, order, params, sizes), _block_passes)
 
 
 def _block_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t):
-    """The pair for arguments of these numba types (unbound)."""
+    """The three passes for arguments of these numba types (unbound)."""
     vector = types.Array(params_t.dtype, 1, "C")
     i = types.int64
     forward = ByAddress(_forward_rows, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i, i,
                                         vector, _INDEX, types.Array(params_t.dtype, 2, "C")),
                         types.none)
-    backward = ByAddress(_block_backward, (X_t, y_t, Y_t, w_t, order_t, i, i, params_t, sizes_t,
-                                           _INDEX, i, i, types.float64, vector, _INDEX, vector),
-                         types.float64)
-    return forward, backward
+    loss = ByAddress(_block_loss, (y_t, Y_t, w_t, order_t, i, i, sizes_t, _INDEX, i,
+                                   types.float64, vector, _INDEX, vector), types.float64)
+    backward = ByAddress(_block_backward, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i,
+                                           vector, _INDEX, vector), types.none)
+    return forward, loss, backward
 
 
 def _columns_block_for(X, y, Y, w, order, params, sizes):
@@ -217,16 +231,17 @@ def _prepare(compiled, args, passes):
 
 #: The names of the parameters by which a compiled kernel takes functions by
 #: address (its last ones).
-_BY_ADDRESS = ("forward", "backward", "columns", "update")
+_BY_ADDRESS = ("forward", "loss", "backward", "columns", "update")
 
 
 def _with_by_address(compiled, name=None):
     """The public kernel ``name`` (default: ``compiled``'s name) over
     ``compiled``, a training kernel whose last arguments are a block's
-    forward and backward passes, or a feature-major block's, and/or the
+    forward, loss and backward passes, or a feature-major block's, and/or the
     update of a span of parameters (``_BY_ADDRESS``): it takes the other
-    arguments and passes ``_forward_rows`` and ``_block_backward``, or
-    ``_columns_block``, and/or ``_update_span`` by address for their types.
+    arguments and passes ``_forward_rows``, ``_block_loss`` and
+    ``_block_backward``, or ``_columns_block``, and/or ``_update_span`` by
+    address for their types.
     Called by address, each (with all it calls) is compiled once, into its
     own machine code, instead of again into every kernel that calls it, their
     parallel passes and numba's wrappers of the passes' loops."""

@@ -61,12 +61,12 @@ def _batch_penalty(params, sizes, offs, l2, sq):
 @njit(**ENTRY)
 def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                     solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
-                    forward, backward, update):
+                    forward, loss, backward, update):
     """One epoch of minibatch training; the NumPy backend has the same
     algorithm as array expressions. Returns (data loss, penalty, step, rows
     done): the two loss parts summed over batches, each batch's weighted by its
     rows over its total weight. Per batch, the forward and backward pass of
-    its rows at once (``_block_gradient``: ``forward`` and ``backward``,
+    its rows at once (``_block_gradient``: ``forward``, ``loss`` and ``backward``,
     products by BLAS and its threads above ``SMALL_GEMM``), then the
     optimiser's step in one pass over the parameters (``update``:
     ``_update_span``), each called by address (``block_gradient``). A batch
@@ -88,8 +88,8 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
         if weight == 0.0:  # rows of zero weight: nothing to learn from them
             continue
         scale = 1.0 / weight
-        data = _block_gradient(forward, backward, X, y, Y, w, order, start, m, params, sizes,
-                               offs, act, output, scale, work, wo, grads)
+        data = _block_gradient(forward, loss, backward, X, y, Y, w, order, start, m, params,
+                               sizes, offs, act, output, scale, work, wo, grads)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start

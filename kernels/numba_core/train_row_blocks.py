@@ -6,10 +6,11 @@ The kernels and the parallel passes they call live in this one module:
 globals in which every pass of ``_PASSES`` is replaced by its serial twin.
 The public kernels (and their twins) are Python functions over the compiled
 ``_train_blocks_by``, ``_train_columns_by`` and ``_loss_gradient_blocks_by``:
-they add a block's forward and backward passes (``_forward_rows``,
-``_block_backward``) or a feature-major block's (``_columns_block``), and/or
-the update of a span of parameters, ``_update_span``, as arguments that the
-compiled code calls by address (``block_gradient._with_by_address``).
+they add a block's forward, loss and backward passes (``_forward_rows``,
+``_block_loss``, ``_block_backward``) or a feature-major block's
+(``_columns_block``), and/or the update of a span of parameters,
+``_update_span``, as arguments that the compiled code calls by address
+(``block_gradient._with_by_address``).
 """
 
 import types as pytypes
@@ -62,8 +63,8 @@ def _sum_blocks(slots, nb, n, out, c0, c1, add):
             out[i] += slots[base + i]
 
 
-def _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, sizes, offs, act,
-               output, scale, work, wo, slots, losses):
+def _rows_pass(forward, loss, backward, X, y, Y, w, order, start, m, rows, params, sizes, offs,
+               act, output, scale, work, wo, slots, losses):
     """The m rows from ``start`` in blocks of ``rows`` rows, one block per
     task, each by ``_block_gradient`` (its passes called by address): block
     b's scratch is the b-th ``wo[L + 3]`` entries of ``work``, its gradient the
@@ -75,7 +76,7 @@ def _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, siz
     for b in prange(nb):
         i = np.int64(b)  # signed: offsets into the batch stay integers
         r0 = i * rows
-        losses[b] = _block_gradient(forward, backward, X, y, Y, w, order, start + r0,
+        losses[b] = _block_gradient(forward, loss, backward, X, y, Y, w, order, start + r0,
                                     min(rows, m - r0), params, sizes, offs, act, output, scale,
                                     work[i * wb : (i + 1) * wb], wo, slots[i * P : (i + 1) * P])
     total = 0.0
@@ -172,7 +173,7 @@ def _twins(fn):
 
 def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes, act, output,
                   solver, lr, momentum, nesterov, beta1, beta2, eps, l2, batch_size, work,
-                  forward, backward, update):
+                  forward, loss, backward, update):
     """``train_epoch`` with each batch in row blocks (``blocks.rows_plan``):
     the blocks' forward and backward passes run in parallel, each with its
     own scratch and gradient and single-threaded products; their losses and
@@ -204,8 +205,8 @@ def _train_blocks(X, y, Y, w, order, params, grads, state1, state2, step, sizes,
         if weight == 0.0:
             continue
         scale = 1.0 / weight
-        data = _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, sizes,
-                          offs, act, output, scale, work, wo, slots, losses)
+        data = _rows_pass(forward, loss, backward, X, y, Y, w, order, start, m, rows, params,
+                          sizes, offs, act, output, scale, work, wo, slots, losses)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
@@ -296,7 +297,7 @@ train_columns_serial = _with_by_address(_train_columns_serial_by)
 
 
 def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chunk, work,
-                          forward, backward):
+                          forward, loss, backward):
     """``loss_gradient`` in row blocks: ``chunk`` rows at a time, split as a
     batch of that many rows (``blocks.rows_plan``), the blocks in parallel,
     their losses and gradients summed in block order into the totals. The
@@ -318,8 +319,8 @@ def _loss_gradient_blocks(X, y, Y, w, params, grads, sizes, act, output, l2, chu
         grads[:] = 0.0
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        data += _rows_pass(forward, backward, X, y, Y, w, order, start, m, rows, params, sizes,
-                           offs, act, output, scale, work, wo, slots, losses)
+        data += _rows_pass(forward, loss, backward, X, y, Y, w, order, start, m, rows, params,
+                           sizes, offs, act, output, scale, work, wo, slots, losses)
         _sum_pass(slots, (m + rows - 1) // rows, grads, start > 0)
     for l in range(L):
         g, p = grads[offs[2 * l] : offs[2 * l + 1]], params[offs[2 * l] : offs[2 * l + 1]]
