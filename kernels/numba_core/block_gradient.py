@@ -165,9 +165,9 @@ def _for_types(found, args, make):
 
 def _block_passes_for(X, y, Y, w, order, params, sizes):
     """``_forward_rows``, ``_block_loss`` and ``_block_backward`` for the
-    types of these arguments (and of the scratch the kernels slice for them), by address
-    (bound before their first call: ``_prepare``); ``order`` None: the
-    kernel's own row order."""
+    types of these arguments (and of the scratch the kernels slice for them),
+    by address (bound before their first call: ``_prepare``); ``order`` None:
+    the kernel's own row order."""
     return _for_types(_BLOCK_PASSES, (X, y, Y, w, order, params, sizes), _block_passes)
 
 
