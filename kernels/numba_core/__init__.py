@@ -38,15 +38,15 @@ so their results do not depend on it; each has a serial twin for where
 numba's threads cannot run (``parallel_ok``). ``train_epoch``,
 ``train_blocks``, ``train_columns`` and ``loss_gradient_blocks`` are Python
 functions over compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...)
-to which they pass the forward, loss and backward passes of a block of rows
-(``_forward_rows``, ``_block_loss``, ``_block_backward``) or of a feature-major block
-(``_columns_block``) and/or the optimiser's update of a span of parameters,
-``_update_span``, by address (``block_gradient.py``, ``_setup.ByAddress``):
-each is compiled once into machine code of its own rather than again into
-every function that calls it. Their types are known before any is compiled,
-so a first call compiles them side by side, in helper processes where numba
-caches on disk (``parallel_compile``; the README's "Compile time of a first
-fit").
+to which they pass the forward, loss and backward passes of a block of
+rows (``_forward_rows``, ``_block_loss``, ``_block_backward``) or of a
+feature-major block (``_columns_block``) and/or the optimiser's update of a
+span of parameters, ``_update_span``, by address (``block_gradient.py``,
+``_setup.ByAddress``): each is compiled once into machine code of its own
+rather than again into every function that calls it. Their types are known
+before any is compiled, so a first call compiles them side by side, in
+helper processes where numba caches on disk (``parallel_compile``; the
+README's "Compile time of a first fit").
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
 signed computed index (``a[o + j]``) makes numba emit a wraparound select that

@@ -8,16 +8,14 @@ shares with ``loss_gradient``). numba links the machine code of every
 compiled callee into each caller and optimises and compiles it there again;
 ``train_epoch``, ``train_blocks``, ``train_columns`` and
 ``loss_gradient_blocks`` are therefore Python functions over compiled ones
-(``_train_epoch_by``, ...) that pass the three passes, which a first fit
-compiles side by side in about equal shares (``train_columns``: a
-feature-major block's passes,
-``train_columns._columns_block``) and/or the optimiser's update of a span of
-parameters, ``_update_span``, as numba first-class functions
-(``_setup.ByAddress``, ``_with_by_address``): the compiled code calls them
-through their address, and each is compiled once, into machine code of its
-own, for every kernel that calls it. Their types are known before any is
-compiled, so a first call compiles them side by side (``_prepare``,
-``parallel_compile``).
+(``_train_epoch_by``, ...) that pass the three passes (``train_columns``: a
+feature-major block's passes, ``train_columns._columns_block``) and/or the
+optimiser's update of a span of parameters, ``_update_span``, as numba
+first-class functions (``_setup.ByAddress``, ``_with_by_address``): the
+compiled code calls them through their address, and each is compiled once,
+into machine code of its own, for every kernel that calls it. Their types
+are known before any is compiled, so a first call compiles them side by side
+(``_prepare``, ``parallel_compile``), in shares of about equal size.
 """
 
 import inspect
@@ -241,10 +239,10 @@ def _with_by_address(compiled, name=None):
     update of a span of parameters (``_BY_ADDRESS``): it takes the other
     arguments and passes ``_forward_rows``, ``_block_loss`` and
     ``_block_backward``, or ``_columns_block``, and/or ``_update_span`` by
-    address for their types.
-    Called by address, each (with all it calls) is compiled once, into its
-    own machine code, instead of again into every kernel that calls it, their
-    parallel passes and numba's wrappers of the passes' loops."""
+    address for their types. Called by address, each (with all it calls) is
+    compiled once, into its own machine code, instead of again into every
+    kernel that calls it, their parallel passes and numba's wrappers of the
+    passes' loops."""
     parameters = list(inspect.signature(compiled.py_func).parameters.values())
     names = [p.name for p in parameters]
     taken = [n for n in names if n in _BY_ADDRESS]

@@ -66,9 +66,9 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
     algorithm as array expressions. Returns (data loss, penalty, step, rows
     done): the two loss parts summed over batches, each batch's weighted by its
     rows over its total weight. Per batch, the forward and backward pass of
-    its rows at once (``_block_gradient``: ``forward``, ``loss`` and ``backward``,
-    products by BLAS and its threads above ``SMALL_GEMM``), then the
-    optimiser's step in one pass over the parameters (``update``:
+    its rows at once (``_block_gradient``: ``forward``, ``loss`` and
+    ``backward``, products by BLAS and its threads above ``SMALL_GEMM``),
+    then the optimiser's step in one pass over the parameters (``update``:
     ``_update_span``), each called by address (``block_gradient``). A batch
     whose loss, or any new parameter or optimiser value, is not finite stops
     the epoch at once (rows done < len(order)); the caller restores what it
