@@ -127,7 +127,10 @@ def show_config(file=None):
         print(f"numba {numba.__version__}: threading layer {core.threading_layer()!r}"
               f"{serial}, {threads.default_threads()} of {threads.pool_size()} threads by "
               f"default, cache {cache}", file=out)
-        from .kernels.numba_core import parallel_compile
+        from .kernels.numba_core import blas, parallel_compile
+
+        print(f"numba kernels' products: {blas.describe()} ({blas.VARIABLE}="
+              f"{os.environ.get(blas.VARIABLE, '')!r})", file=out)
 
         try:
             compiling = f"up to {parallel_compile.processes()} processes at once"

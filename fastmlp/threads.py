@@ -90,19 +90,28 @@ def _count_default():
 
 
 def blas_libraries(backend):
-    """threadpoolctl's controllers of the BLAS libraries ``backend`` calls."""
+    """threadpoolctl's controllers of the BLAS libraries ``backend`` calls: for
+    the numba backend the one its products call (``numba_core.blas``)."""
     try:
         return _blas[backend]
     except KeyError:
         pass
     with _lock:
         if backend not in _blas:
+            called = None
             if backend == "numba":
-                import scipy.linalg.cython_blas  # noqa: F401  (numba's BLAS, loaded to be found)
+                from .kernels.numba_core import blas
+
+                if blas.SOURCE == "numpy":
+                    called = blas.LIBRARY
+                else:
+                    import scipy.linalg.cython_blas  # noqa: F401  (loaded, to be found)
             from threadpoolctl import ThreadpoolController
 
-            blas = ThreadpoolController().select(user_api="blas")
-            _blas[backend] = list(blas.lib_controllers)
+            libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+            # the library the kernels call, where known (all of them otherwise)
+            _blas[backend] = [lib for lib in libs
+                              if os.path.realpath(lib.filepath) == called] or libs
     return _blas[backend]
 
 

@@ -4,7 +4,8 @@ The kernels never spell out a numba option themselves: they use ``JIT``
 (serial), ``PARALLEL`` (the row-block kernels, whose ``prange`` loops numba's
 threads run), ``INLINE`` (scalar helpers), ``REDUCE`` (vectorised sums) or
 ``INLINE_REDUCE`` (the helpers of those), with ``PYTHON_ENTRY`` or
-``C_ENTRY`` added where Python or an address calls them. This
+``C_ENTRY`` added where Python or an address calls them; ``ADAPTER`` is the
+one C function compiled apart (``numba_core.blas``). This
 module imports nothing heavy and changes nothing outside itself: the numba core
 reads it when it is first loaded, and the API reads the sizes that choose an
 epoch's kernel (``api.epoch_path``).
@@ -49,6 +50,11 @@ REDUCE = dict(JIT, fastmath=set(FASTMATH | {"reassoc"}))
 PARALLEL = dict(JIT, parallel={"prange": True, "comprehension": False, "reduction": False,
                                "inplace_binop": False, "setitem": False, "numpy": False,
                                "stencil": False, "fusion": False})
+
+#: The C adapter over numba's route to SciPy's BLAS (``numba_core.blas``),
+#: compiled only where numpy bundles no OpenBLAS of its own: one small
+#: function, compiled again in each such process rather than cached.
+ADAPTER = dict(nopython=True, cache=False)
 
 #: Helpers inlined at numba's level: small layout helpers, and the scalar
 #: functions that LLVM would otherwise leave as calls inside the loops that

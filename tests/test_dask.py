@@ -578,7 +578,7 @@ def _pools():
     import threading as _threading
 
     import numba
-    import scipy.linalg.cython_blas  # noqa: F401  (the numba backend's BLAS)
+    import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS, loaded to be listed)
     import sklearn.utils._openmp_helpers  # noqa: F401  (scikit-learn's OpenMP)
     import threadpoolctl
 

@@ -63,7 +63,8 @@ of ``train_epoch`` differs (``_first_forward``, ``_first_gradient``), chosen by
 type when numba compiles, so a dense fit never compiles the sparse code.
 
 Files, one per section: ``_setup`` (set-up), ``bits``, ``exp_log`` (exp and
-log), ``products`` (matrix products), ``activations``, ``outputs`` (output
+log), ``blas`` (BLAS's gemm as compiled code calls it: numpy's own OpenBLAS
+where numpy bundles one), ``products`` (matrix products), ``activations``, ``outputs`` (output
 layers), ``optimisers``, ``layout`` (layout and the first layer), ``network``
 (network forward), ``block_gradient`` (a block's forward and backward
 pass, and what is called by address), training in ``train_batches``,

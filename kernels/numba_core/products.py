@@ -1,5 +1,5 @@
-"""Matrix products (plain loops up to ``SMALL_GEMM``, BLAS above), sums of
-squares and column sums.
+"""Matrix products (plain loops up to ``SMALL_GEMM``, BLAS's gemm above, by
+``blas.gemm``), sums of squares and column sums.
 """
 
 import numpy as np
@@ -9,6 +9,7 @@ from numba.extending import intrinsic
 
 from ..config import SMALL_GEMM
 from ._setup import INLINE, JIT, REDUCE, U
+from .blas import gemm
 
 
 @njit(**INLINE)
@@ -37,7 +38,7 @@ def gemm_nn(A, B, C):
     m, k = A.shape
     n = B.shape[1]
     if m * n * k > SMALL_GEMM and m > 1:
-        np.dot(A, B, C)
+        gemm(False, False, m, n, k, A, B, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
     ku, nu = U(k), U(n)
@@ -69,7 +70,7 @@ def gemm_tn(A, B, C):
     m, k = A.shape
     n = B.shape[1]
     if m * n * k > SMALL_GEMM:
-        np.dot(A.T, B, C)
+        gemm(True, False, k, n, m, A, B, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
     ku, nu = U(k), U(n)
@@ -90,7 +91,7 @@ def gemm_nt(A, B, C):
     m, k = A.shape
     n = B.shape[0]
     if m * n * k > SMALL_GEMM:
-        np.dot(A, B.T, C)
+        gemm(False, True, m, n, k, A, B, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
     ku, nu = U(k), U(n)
