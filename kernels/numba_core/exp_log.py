@@ -163,7 +163,7 @@ def _tanh32(v):
 @njit(**JIT)
 def _softplus(v):
     """log(1 + exp(v)) in float64, finite for any finite v."""
-    return max(v, 0.0) + np.log1p(_exp(-abs(v), False))
+    return max(v, 0.0) + np.log1p(_exp(-abs(v), np.bool_(False)))
 
 
 def _in_precision(name, doc, f32, f64):
@@ -184,11 +184,11 @@ def _in_precision(name, doc, f32, f64):
 
 
 _exp_t = _in_precision("_exp_t", "exp(x) in x's own precision: ``_exp32`` or ``_exp``.",
-                       lambda x: _exp32(x), lambda x: _exp(x, False))
+                       lambda x: _exp32(x), lambda x: _exp(x, np.bool_(False)))
 _log_t = _in_precision("_log_t", "log(x) (x > 0) in x's own precision: ``_log32`` or "
                        "``_log64``.", lambda x: _log32(x), lambda x: _log64(x))
 _sigmoid_t = _in_precision("_sigmoid_t", "The sigmoid in x's own precision.",
                            lambda x: np.float32(1.0) / (np.float32(1.0) + _exp32(-x)),
-                           lambda x: _sigmoid(x, False))
+                           lambda x: _sigmoid(x, np.bool_(False)))
 _tanh_t = _in_precision("_tanh_t", "tanh in x's own precision.",
-                        lambda x: _tanh32(x), lambda x: _tanh(x, False))
+                        lambda x: _tanh32(x), lambda x: _tanh(x, np.bool_(False)))

@@ -48,7 +48,7 @@ def _output_only(out, output):
     elif output == POISSON:
         o = _flat(out)
         for j in range(o.shape[0]):
-            o[j] = _exp(np.float64(o[j]), False)
+            o[j] = _exp(np.float64(o[j]), np.bool_(False))
 
 
 @njit(**ENTRY)

@@ -69,7 +69,8 @@ def adam_step(params, grads, m1, m2, rate, beta1, beta2, eps, decay, i0, i1):
 
 @njit(**ENTRY)
 def sgd_update(params, grads, velocity, lr, momentum, nesterov):
-    sgd_step(params, grads, velocity, lr, momentum, nesterov, 0.0, 0, params.shape[0], False)
+    sgd_step(params, grads, velocity, lr, momentum, nesterov, 0.0, np.int64(0), params.shape[0],
+             np.bool_(False))
 
 
 @njit(**ENTRY)

@@ -148,7 +148,7 @@ def _target_row(z, zo, d, do, t, to, k, ws, output):
             p = _sigmoid(v, f32)
             row += _softplus(v) - tv * v
         else:  # POISSON
-            p = _exp(v, False)
+            p = _exp(v, np.bool_(False))
             row += (tv * np.log(tv) if tv > 0 else 0.0) - tv * v - tv + p
         z[zo + j] = p
         d[do + j] = (p - tv) * ws

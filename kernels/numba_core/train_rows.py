@@ -116,7 +116,7 @@ def _row_softmax(work, zo, do, k, label):
         top = max(top, np.float64(work[zo + c]))
     s = 0.0
     for c in range(k):
-        e = _exp(np.float64(work[zo + c]) - top, False)
+        e = _exp(np.float64(work[zo + c]) - top, np.bool_(False))
         work[do + c] = e
         s += e
     p_label = np.float64(work[do + label]) / s
@@ -283,8 +283,8 @@ def train_rows(X, y, Y, w, order, params, grads, state1, state2, step, sizes, ac
     T = np.empty_like(params)
     V = np.empty_like(params)
     G = np.empty_like(params)
-    _transpose_layers(params, T, widths, w_at, b_at, False)
-    _transpose_layers(state1, V, widths, w_at, b_at, False)
+    _transpose_layers(params, T, widths, w_at, b_at, np.bool_(False))
+    _transpose_layers(state1, V, widths, w_at, b_at, np.bool_(False))
     x = _flat(X)
     t = _flat(Y)
     k = widths[L]
@@ -323,8 +323,8 @@ def train_rows(X, y, Y, w, order, params, grads, state1, state2, step, sizes, ac
         if not ok:
             return np.nan, np.nan, step, s
         step += 1
-    _transpose_layers(T, params, widths, w_at, b_at, True)
-    _transpose_layers(V, state1, widths, w_at, b_at, True)
+    _transpose_layers(T, params, widths, w_at, b_at, np.bool_(True))
+    _transpose_layers(V, state1, widths, w_at, b_at, np.bool_(True))
     if last >= 0:
-        _transpose_layers(G, grads, widths, w_at, b_at, True)
+        _transpose_layers(G, grads, widths, w_at, b_at, np.bool_(True))
     return data_total, penalty_total, step, n
