@@ -7,14 +7,14 @@ from numba import njit
 from ..codes import IDENTITY, RELU, SIGMOID, TANH
 from ..config import NARROW
 from ._setup import ENTRY, INLINE, INLINE_ENTRY, JIT, U
-from .exp_log import _sigmoid, _sigmoid_t, _tanh, _tanh_t
+from .exp_log import _sigmoid_t, _tanh_t
 from .products import _flat, gemm_nn
 
 
 @njit(**JIT)
 def _act_flat(z, lo, hi, act):
-    """z[lo:hi] = f(z[lo:hi]) in place: one long loop that vectorises."""
-    f32 = z.itemsize == 4  # a compile-time constant: no branch in the loops
+    """z[lo:hi] = f(z[lo:hi]) in place, in z's own precision: one long loop
+    that vectorises."""
     z = z[lo:hi]  # loops from 0 index without wraparound checks, and vectorise
     if act == RELU:
         for i in range(z.shape[0]):
@@ -22,10 +22,10 @@ def _act_flat(z, lo, hi, act):
             z[i] = 0.0 if v < 0 else v
     elif act == SIGMOID:
         for i in range(z.shape[0]):
-            z[i] = _sigmoid(z[i], f32)
+            z[i] = _sigmoid_t(z[i])
     elif act == TANH:
         for i in range(z.shape[0]):
-            z[i] = _tanh(z[i], f32)
+            z[i] = _tanh_t(z[i])
 
 
 @njit(**INLINE)
@@ -46,14 +46,13 @@ def _act_span(z, lo, n, act):
 
 @njit(**JIT)
 def bias_act_rows(Z, b, act, r0, r1):
-    """Z[r] = f(Z[r] + b) in place for rows r0..r1-1.
+    """Z[r] = f(Z[r] + b) in place for rows r0..r1-1, in Z's own precision.
 
     Wide rows take one fused pass; narrow rows (a short inner loop cannot
     vectorise f) add the bias first, then apply f over the whole block.
     """
     n = Z.shape[1]
     z = _flat(Z)
-    f32 = Z.itemsize == 4
     nu = U(n)
     if n < NARROW or act == IDENTITY:
         for i in range(U(r0), U(r1)):
@@ -71,12 +70,12 @@ def bias_act_rows(Z, b, act, r0, r1):
         for i in range(U(r0), U(r1)):
             row = i * nu
             for j in range(nu):
-                z[row + j] = _sigmoid(z[row + j] + b[j], f32)
+                z[row + j] = _sigmoid_t(z[row + j] + b[j])
     else:
         for i in range(U(r0), U(r1)):
             row = i * nu
             for j in range(nu):
-                z[row + j] = _tanh(z[row + j] + b[j], f32)
+                z[row + j] = _tanh_t(z[row + j] + b[j])
 
 
 @njit(**INLINE_ENTRY)
