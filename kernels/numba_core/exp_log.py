@@ -136,10 +136,19 @@ def _sigmoid(v, f32):
 def _tanh(v, f32):
     """tanh(v) = (1 - e) / (1 + e) with e = exp(-2|v|); for |v| < ln2/4, where
     1 - e cancels, -q / (2 + q) with q = expm1(-2|v|) instead (relative
-    accuracy down to 0). Both are computed: the select keeps loops branch-free."""
+    accuracy down to 0). One polynomial serves both: ``_exp``'s range
+    reduction of x = -2|v| leaves r = x itself (k = 0) where |v| < ln2/4, so
+    q = ``_expm1_reduced(r)`` there, and e is built from the same q as
+    ``_exp`` builds it (below its range e is tiny instead of 0: tanh is 1
+    either way). Both are selected, not branched to: loops stay
+    branch-free."""
     a = abs(v)
-    e = _exp(-2.0 * a, f32)
-    q = _expm1_reduced(-2.0 * a, f32)
+    x = -2.0 * a
+    c = min(max(x, _EXP_LO), _EXP_HI)
+    t = c * _LOG2E + _SHIFTER
+    k = t - _SHIFTER
+    q = _expm1_reduced((c - k * _LN2_HI) - k * _LN2_LO, f32)
+    e = ((1.0 + q) * _float_of((_bits_of(t) - _SHIFTER_BITS + 1022) << 52)) * 2.0
     small = a < 0.17328679513998632
     t = (-q if small else 1.0 - e) / ((2.0 + q) if small else (1.0 + e))  # one division
     return t if v >= 0 else -t
