@@ -191,6 +191,39 @@ def test_scipy_source_trains_the_same_model():
         assert [os.path.realpath(p) for p in here["capped"]] == [blas.LIBRARY]
 
 
+NO_BUNDLED_OPENBLAS = textwrap.dedent('''
+    import glob, json, sys, warnings
+    find = glob.glob
+    glob.glob = lambda pattern, **kw: [] if "openblas64" in pattern else find(pattern, **kw)
+    import numpy as np
+    import fastmlp
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from fastmlp.kernels.numba_core import blas
+    glob.glob = find
+    rng = np.random.default_rng(0)
+    X, W = rng.standard_normal((300, 70)), rng.standard_normal((70, 40))
+    out = fastmlp.kernels.get("numba").linear(X, W, np.zeros(40))
+    print(json.dumps({"source": blas.SOURCE, "warnings": [str(w.message) for w in caught],
+                      "error": float(np.abs(out - X @ W).max())}))
+''')
+
+
+@pytest.mark.parametrize("asked", ["", "numpy"])
+def test_a_numpy_without_its_own_openblas_falls_back_to_scipy(asked):
+    """conda's or an MKL numpy: no bundled OpenBLAS to find; the kernels call
+    SciPy's BLAS, with a warning where numpy's was asked for."""
+    result = subprocess.run([sys.executable, "-c", NO_BUNDLED_OPENBLAS], capture_output=True,
+                            text=True, env=dict(os.environ, FASTMLP_KERNEL_BLAS=asked),
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["source"] == "scipy"
+    assert found["error"] < 1e-10
+    asked_numpy = [w for w in found["warnings"] if "FASTMLP_KERNEL_BLAS=numpy" in w]
+    assert len(asked_numpy) == (1 if asked else 0), found["warnings"]
+
+
 def test_bad_source_is_refused_by_name():
     result = subprocess.run(
         [sys.executable, "-c", "import fastmlp; fastmlp.kernels.get('numba')"],

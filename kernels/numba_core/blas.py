@@ -19,13 +19,15 @@ kernel is compiled or loaded from the cache, to one of two sources:
   row-major product).
 
 ``FASTMLP_KERNEL_BLAS`` (``numpy`` or ``scipy``) picks one; by default
-``numpy`` where numpy bundles it. ``SOURCE`` and ``LIBRARY`` say which is in
+``numpy`` where numpy bundles it (asked for where it does not: a warning,
+and ``scipy``). ``SOURCE`` and ``LIBRARY`` say which is in
 use (``fastmlp.show_config()`` prints them).
 """
 
 import ctypes
 import glob
 import os
+import warnings
 
 import llvmlite.binding as ll
 import numpy as np
@@ -131,6 +133,10 @@ def _choose():
     if found is not None:
         path, addresses = found
         return "numpy", path, addresses, ()
+    if value == "numpy":
+        warnings.warn(f"{VARIABLE}=numpy, but this numpy bundles no OpenBLAS whose CBLAS "
+                      f"gemm fastmlp can call; the kernels call SciPy's BLAS",
+                      RuntimeWarning, stacklevel=2)
     import scipy.linalg.cython_blas  # noqa: F401  (fails clearly where SciPy is missing)
 
     adapters = (_adapter(types.float32), _adapter(types.float64))
