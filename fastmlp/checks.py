@@ -160,8 +160,12 @@ def check_X(X, dtype, n_features=None, name="X"):
         else:
             with np.errstate(over="ignore"):
                 out = np.ascontiguousarray(X, dtype=dtype)
-        if np.isfinite(out).all():
-            return out
+        flat = out.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            # a NaN or inf makes the sum of squares NaN or inf; a finite one
+            # proves every value finite (an overflow goes the full way below)
+            if np.isfinite(np.dot(flat, flat)):
+                return out
     if hasattr(X, "to_numpy") and callable(X.to_numpy) and _numeric_columns(X):
         # pandas with nullable (Int64, Float64, boolean) or mixed numeric columns:
         # one float64 array with missing values as NaN, so that they are found below

@@ -263,8 +263,12 @@ class MLP(Engine):
         return self._rng.permutation(n) if self.shuffle else np.arange(n)
 
     def _full_batch_order(self, n):
-        # one batch holds every row: its order changes only the rounding of the sums
-        return np.arange(n)
+        # one batch holds every row: its order changes only the rounding of the sums;
+        # the kernels only read it, so the same array serves every such epoch
+        order = self.__dict__.get("_in_order")
+        if order is None or order.shape[0] != n:
+            order = self._in_order = np.arange(n)
+        return order
 
     def _validation_score(self, data, targets, weights):
         out, labels = self._outputs(data.X)

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fastmlp import MLP, ConvergenceWarning, DivergenceError, NotFittedError
+from fastmlp import MLP, ConvergenceWarning, DivergenceError, NotFittedError, checks
 
 BACKENDS = ["numba", "numpy"]
 #: fit runs on a fresh and on a fitted model (the same code path: training starts
@@ -607,3 +607,24 @@ def test_huge_inputs_never_give_nan(backend, dtype, task, scale):
     else:
         _finite_or_refused(lambda: model.predict(Xh))
     assert math.isfinite(model.score(X, y))
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 3e38), (np.float64, 1e300)],
+                         ids=["float32", "float64"])
+def test_finite_values_whose_squares_overflow_are_accepted_unchanged(dtype, big):
+    X = np.array([[big, -big, 1.0], [0.0, big / 7, -2.5]], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning escapes the check
+        out = checks.check_X(X, dtype)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, X)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e30), (np.float64, 1e200)],
+                         ids=["float32", "float64"])
+def test_a_non_finite_value_among_huge_ones_is_named(dtype, big, bad):
+    X = np.full((4, 3), big, dtype=dtype)  # the sum of squares overflows too
+    X[2, 1] = bad
+    with pytest.raises(ValueError, match=r"non-finite value \((nan|-?inf)\) at row 2, column 1"):
+        checks.check_X(X, dtype)

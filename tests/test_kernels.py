@@ -1407,6 +1407,34 @@ def test_work_size_of_small_networks(sizes, batch, expected, backends):
 SENTINEL = 1234.5
 
 
+#: (sizes, batch size, solver) whose epoch each kernel trains (``api.epoch_path``).
+EVERY_EPOCH_KERNEL = {"train_rows": ([5, 7, 3], 1, "sgd"),
+                      "train_columns": ([5, 7, 3], 40, "adam"),
+                      "train_blocks": ([5, 40, 3], 64, "adam"),
+                      "train_epoch": ([5, 40, 3], 8, "sgd")}
+
+
+@pytest.mark.parametrize("path", sorted(EVERY_EPOCH_KERNEL))
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_the_epoch_kernels_leave_order_as_it_was(backend, dtype, path):
+    """Every epoch kernel only reads ``order``: the model passes one array of
+    the rows in their own order to every full-batch epoch."""
+    sizes, batch, solver = EVERY_EPOCH_KERNEL[path]
+    n = 130
+    assert api.epoch_path(np.zeros((n, sizes[0]), dtype), np.array(sizes), batch,
+                          codes.SOFTMAX, codes.SOLVERS[solver]) == path
+    X, target, _, params, grads, s1, s2 = epoch_problem(dtype, "softmax", sizes, n, 3)
+    order = np.random.default_rng(4).permutation(n)
+    before = order.copy()
+    for _ in range(2):
+        get_backend(backend).train_epoch(X, target, order, params, grads, s1, s2, 0, sizes,
+                                         "tanh", "softmax", solver, 0.01, batch_size=batch)
+    np.testing.assert_array_equal(order, before)
+
+
+
+
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dname)
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
