@@ -50,24 +50,30 @@ def _expm1_reduced(r, f32):
     return q
 
 
+@njit(**INLINE)
+def _exp_reduced(x, f32):
+    """(exp(c), q) for c = x clamped to [-708, log(max float64)]: c = k ln2 + r
+    with |r| <= ln2/2, q = exp(r) - 1 = ``_expm1_reduced(r)`` and exp(c) =
+    2**k (1 + q), 2**k built from its bits. Where |x| <= ln2/2, k = 0 and r =
+    x: q is expm1(x) itself (``_tanh`` uses both). Branch-free."""
+    c = min(max(x, _EXP_LO), _EXP_HI)
+    t = c * _LOG2E + _SHIFTER
+    k = t - _SHIFTER
+    q = _expm1_reduced((c - k * _LN2_HI) - k * _LN2_LO, f32)
+    # 2**(k-1), times 2 below: k reaches 1024 near the top of the range
+    scale = _float_of((_bits_of(t) - _SHIFTER_BITS + 1022) << 52)
+    return ((1.0 + q) * scale) * 2.0, q
+
+
 @njit(**JIT)
 def _exp(x, f32):
     """exp(x) in float64: within 2 ulp of float64, or (``f32`` true) within
     1e-8 relative, plenty for a float32 result. 0 below -708, inf above
-    log(max float64).
-
-    x = k ln2 + r with |r| <= ln2/2; exp(r) = 1 + ``_expm1_reduced(r)``; 2**k
-    built from its bits. Branch-free, so loops over it vectorise; ``f32`` is a
-    constant where it is inlined.
+    log(max float64). ``_exp_reduced``, then the ends of the range;
+    branch-free, so loops over it vectorise; ``f32`` is a constant where it
+    is inlined.
     """
-    c = min(max(x, _EXP_LO), _EXP_HI)
-    t = c * _LOG2E + _SHIFTER
-    k = t - _SHIFTER
-    r = (c - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 + _expm1_reduced(r, f32)
-    # 2**(k-1), times 2 below: k reaches 1024 near the top of the range
-    scale = _float_of((_bits_of(t) - _SHIFTER_BITS + 1022) << 52)
-    y = (p * scale) * 2.0
+    y = _exp_reduced(x, f32)[0]
     y = 0.0 if x < _EXP_LO else y
     y = np.inf if x > _EXP_HI else y
     return y
@@ -136,19 +142,12 @@ def _sigmoid(v, f32):
 def _tanh(v, f32):
     """tanh(v) = (1 - e) / (1 + e) with e = exp(-2|v|); for |v| < ln2/4, where
     1 - e cancels, -q / (2 + q) with q = expm1(-2|v|) instead (relative
-    accuracy down to 0). One polynomial serves both: ``_exp``'s range
-    reduction of x = -2|v| leaves r = x itself (k = 0) where |v| < ln2/4, so
-    q = ``_expm1_reduced(r)`` there, and e is built from the same q as
-    ``_exp`` builds it (below its range e is tiny instead of 0: tanh is 1
-    either way). Both are selected, not branched to: loops stay
-    branch-free."""
+    accuracy down to 0). One polynomial serves both (``_exp_reduced``: q is
+    expm1(-2|v|) where |v| < ln2/4; below the range of ``_exp`` e is tiny
+    instead of 0, and tanh is 1 either way). Both are selected, not branched
+    to: loops stay branch-free."""
     a = abs(v)
-    x = -2.0 * a
-    c = min(max(x, _EXP_LO), _EXP_HI)
-    t = c * _LOG2E + _SHIFTER
-    k = t - _SHIFTER
-    q = _expm1_reduced((c - k * _LN2_HI) - k * _LN2_LO, f32)
-    e = ((1.0 + q) * _float_of((_bits_of(t) - _SHIFTER_BITS + 1022) << 52)) * 2.0
+    e, q = _exp_reduced(-2.0 * a, f32)
     small = a < 0.17328679513998632
     t = (-q if small else 1.0 - e) / ((2.0 + q) if small else (1.0 + e))  # one division
     return t if v >= 0 else -t
