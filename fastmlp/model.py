@@ -1,5 +1,6 @@
 """``MLP``: a multilayer perceptron for classification and regression."""
 
+import functools
 import time
 import warnings
 
@@ -263,12 +264,8 @@ class MLP(Engine):
         return self._rng.permutation(n) if self.shuffle else np.arange(n)
 
     def _full_batch_order(self, n):
-        # one batch holds every row: its order changes only the rounding of the sums;
-        # the kernels only read it, so the same array serves every such epoch
-        order = self.__dict__.get("_in_order")
-        if order is None or order.shape[0] != n:
-            order = self._in_order = np.arange(n)
-        return order
+        # one batch holds every row: its order changes only the rounding of the sums
+        return _rows_in_order(n)
 
     def _validation_score(self, data, targets, weights):
         out, labels = self._outputs(data.X)
@@ -511,6 +508,14 @@ def _hold_out(data, targets, stratify, fraction, rng):
     train, val = np.flatnonzero(~held), np.flatnonzero(held)
     val_data = data.take(val)
     return data.take(train), (val_data, targets[val], val_data.w)
+
+
+@functools.lru_cache(maxsize=1)
+def _rows_in_order(n):
+    """np.arange(n): one array for every full-batch epoch of n rows (the
+    kernels only read an epoch's order). Kept here rather than on the model,
+    which would otherwise carry it into every pickle."""
+    return np.arange(n)
 
 
 def _encode(y, labels):
