@@ -472,7 +472,8 @@ class Engine:
         of every L-BFGS fit. ``loss_and_grad(params)`` returns the loss at the
         network's flat parameters ``params`` and its gradient (flat, in the same
         layout); ``path``: the kernel it runs in this process, whose threads
-        ``n_threads`` sets (None: it runs none here). Returns scipy's result
+        ``n_threads`` sets (None: it runs none here); the solver's own steps
+        run on one BLAS thread (``threads.driver``). Returns scipy's result
         object (the parameters hold its solution).
 
         scipy sees the parameters as scikit-learn packs them, every layer's
@@ -492,7 +493,7 @@ class Engine:
         options = {"maxfun": s.max_fun, "maxiter": s.max_iter, "gtol": s.tol}
         if iprint >= 0 and _SCIPY_IPRINT:
             options["iprint"] = iprint
-        with threads.limits(s.n_threads, self.backend_, path):
+        with threads.driver(self.backend_), threads.limits(s.n_threads, self.backend_, path):
             result = scipy.optimize.minimize(fun, net.params[packed].astype(np.float64),
                                              method="L-BFGS-B", jac=True, options=options)
         if not np.all(np.isfinite(result.x)):

@@ -12,11 +12,14 @@ Each kernel call uses one pool of threads, never both at once
 - ``train_rows`` (SGD on batches of one row) makes no BLAS call and sets
   nothing;
 - the rest run on the calling thread and cap BLAS at ``n_threads`` (None: no
-  cap).
+  cap);
+- around a full-batch solve (scipy's L-BFGS-B), every other BLAS library,
+  SciPy's among them, is held at one thread (``driver``).
 
-BLAS keeps one thread count per process, so the caps are shared: every call
-in flight registers what it asks for, BLAS runs at the smallest request, and
-the last call to finish puts back the count it found. Two threads training
+A BLAS library keeps one thread count per process, so the caps are shared:
+every call in flight registers what it asks of each library, the library
+runs at the smallest request, and the last call to finish puts back the
+count it found. Two threads training
 two models (one in row blocks, one on BLAS) therefore never leave BLAS at a
 count nobody asked for; the BLAS one may run on fewer threads meanwhile. The
 BLAS libraries are found once per backend with threadpoolctl (a scan of the
@@ -90,64 +93,112 @@ def _count_default():
 
 
 def blas_libraries(backend):
-    """threadpoolctl's controllers of the BLAS libraries ``backend`` calls: for
-    the numba backend the one its products call (``numba_core.blas``)."""
+    """threadpoolctl's controllers of the BLAS libraries ``backend``'s products
+    call: for the numba backend the one its compiled products call
+    (``numba_core.blas``), for the numpy backend numpy's own (``@``); every
+    loaded BLAS library where that one is not known."""
     try:
         return _blas[backend]
     except KeyError:
         pass
     with _lock:
         if backend not in _blas:
-            called = None
+            called = ()
             if backend == "numba":
                 from .kernels.numba_core import blas
 
                 if blas.SOURCE == "numpy":
-                    called = blas.LIBRARY
+                    called = (blas.LIBRARY,)
                 else:
                     import scipy.linalg.cython_blas  # noqa: F401  (loaded, to be found)
-            from threadpoolctl import ThreadpoolController
+            else:
+                from .kernels.bundled_blas import numpy_openblas
 
-            libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-            # the library the kernels call, where known (all of them otherwise)
-            _blas[backend] = [lib for lib in libs
-                              if os.path.realpath(lib.filepath) == called] or libs
+                called = numpy_openblas()
+            libs = _loaded_blas()
+            _blas[backend] = [lib for lib in libs if _path(lib) in called] or libs
     return _blas[backend]
 
 
-class _BlasCaps:
-    """The thread caps on one backend's BLAS that calls in flight asked for."""
+def _loaded_blas():
+    """threadpoolctl's controllers of every BLAS library loaded now."""
+    from threadpoolctl import ThreadpoolController
 
-    def __init__(self, backend):
-        self.backend = backend
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+def _path(lib):
+    return os.path.realpath(lib.filepath)
+
+
+def _driver_libraries(backend):
+    """The BLAS libraries other than ``backend``'s own (``blas_libraries``),
+    SciPy's among them once loaded: the ones scipy's solvers call."""
+    key = ("driver", backend)
+    try:
+        return _blas[key]
+    except KeyError:
+        pass
+    own = {_path(lib) for lib in blas_libraries(backend)}
+    import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS, loaded to be found)
+
+    with _lock:
+        if key not in _blas:
+            _blas[key] = [lib for lib in _loaded_blas() if _path(lib) not in own]
+    return _blas[key]
+
+
+class _LibraryCaps:
+    """The thread caps on one BLAS library that the calls in flight asked
+    for: it runs at the smallest, and the last call to finish puts back the
+    count found before the first began. One per library, whichever backend or
+    solver asks (``_caps_lock`` held by the callers)."""
+
+    def __init__(self, lib):
+        self.lib = lib
         self.wanted = []
-        self.found = None  # the counts before the first cap of a busy spell
+        self.found = None
+
+    def enter(self, n_threads):
+        if not self.wanted:
+            self.found = self.lib.get_num_threads()
+        self.wanted.append(n_threads)
+        self._apply()
+
+    def leave(self, n_threads):
+        self.wanted.remove(n_threads)
+        self._apply()
 
     def _apply(self):
-        libs = blas_libraries(self.backend)
         if self.wanted:
-            counts = [min(self.wanted)] * len(libs)
+            count = min(self.wanted)
         else:
-            counts, self.found = self.found, None
-        for lib, count in zip(libs, counts):
-            if lib.get_num_threads() != count:
-                lib.set_num_threads(count)
+            count, self.found = self.found, None
+        if self.lib.get_num_threads() != count:
+            self.lib.set_num_threads(count)
+
+
+class _BlasCaps:
+    """Caps on a set of BLAS libraries, each library's kept by its own
+    ``_LibraryCaps``."""
+
+    def __init__(self, libs):
+        with _caps_lock:
+            self.caps = [_library_caps.setdefault(_path(lib), _LibraryCaps(lib)) for lib in libs]
 
     def cap(self, n_threads):
-        """A context in which BLAS runs at most ``n_threads`` threads."""
+        """A context in which these libraries run at most ``n_threads`` threads."""
         return _Cap(self, n_threads)
 
     def enter(self, n_threads):
         with _caps_lock:
-            if not self.wanted:
-                self.found = [lib.get_num_threads() for lib in blas_libraries(self.backend)]
-            self.wanted.append(n_threads)
-            self._apply()
+            for caps in self.caps:
+                caps.enter(n_threads)
 
     def leave(self, n_threads):
         with _caps_lock:
-            self.wanted.remove(n_threads)
-            self._apply()
+            for caps in self.caps:
+                caps.leave(n_threads)
 
 
 class _Cap:
@@ -167,12 +218,21 @@ class _Cap:
 
 
 _caps_lock = threading.Lock()
+_library_caps = {}
 _caps = {}
 
 
-def _blas_caps(backend):
+def _blas_caps(key):
+    """The caps on ``key``'s libraries: a backend's (``blas_libraries``) or
+    ("driver", backend)'s (``_driver_libraries``)."""
+    try:
+        return _caps[key]
+    except KeyError:
+        pass
+    libs = _driver_libraries(key[1]) if isinstance(key, tuple) else blas_libraries(key)
+    caps = _BlasCaps(libs)
     with _caps_lock:
-        return _caps.setdefault(backend, _BlasCaps(backend))
+        return _caps.setdefault(key, caps)
 
 
 def _reset_after_fork():
@@ -200,6 +260,19 @@ def limits(n_threads, backend, path=None):
     if n_threads is None:
         return _NO_CAP
     return _blas_caps(backend).cap(n_threads)
+
+
+def driver(backend):
+    """The thread settings of a solver's own steps between calls of
+    ``backend``'s kernels (scipy's L-BFGS-B, whose vector arithmetic runs on
+    SciPy's BLAS), inside a ``with`` block around the whole solve: every BLAS
+    library the kernels do not call held at one thread. Such a library's
+    threads wait for work by spinning after each of the driver's small calls,
+    and took a core from the kernels' threads (numba's or BLAS's): a row-block
+    L-BFGS fit on two cores ran at half speed with SciPy's BLAS at two
+    threads. Where the kernels call SciPy's BLAS themselves, nothing is capped
+    here."""
+    return _blas_caps(("driver", backend)).cap(1)
 
 
 class _row_blocks:

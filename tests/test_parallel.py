@@ -370,6 +370,63 @@ def test_two_threads_training_at_once_give_the_models_trained_in_turn():
     assert numba.get_num_threads() == threads.pool_size()
 
 
+def _counts(libs):
+    return {os.path.realpath(lib.filepath): lib.get_num_threads() for lib in libs}
+
+
+def test_lbfgs_holds_the_solvers_blas_at_one_thread(monkeypatch):
+    """scipy's L-BFGS-B runs its own steps on SciPy's BLAS; while it runs, every BLAS
+    library the kernels do not call is held at one thread (its spinning threads took a
+    core from the kernels'), and the row-block kernel's BLAS too; after it, each
+    library's count is what it was."""
+    import scipy.optimize
+
+    X, y = _data()
+    assert _kernel_of(X, y, solver="lbfgs") == "loss_gradient_blocks"
+    threads._driver_libraries("numba")  # SciPy's BLAS loaded, to be seen below
+    libs = threads._loaded_blas()
+    for lib in libs:  # two threads each, where the machine allows, so a cap shows
+        lib.set_num_threads(min(2, max(threads.cores(), 1)))
+    before = _counts(libs)
+    own = {os.path.realpath(lib.filepath) for lib in threads.blas_libraries("numba")}
+    others = set(before) - own
+    assert others, "the kernels call every BLAS library loaded"
+    seen = []
+    minimize = scipy.optimize.minimize
+
+    def watched(fun, x0, **kwargs):
+        def counted(x):
+            seen.append(_counts(libs))
+            return fun(x)
+        return minimize(counted, x0, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", watched)
+    _fit(None, X, y, solver="lbfgs", epochs=5)
+    assert seen and all(set(counts.values()) == {1} for counts in seen), seen
+    assert _counts(libs) == before
+
+
+def test_caps_on_one_library_from_two_backends_are_put_back_in_any_order():
+    """Calls in flight that cap one BLAS library for different backends (numpy's own
+    library serves both backends' products): the library runs at the smallest
+    request until the last call ends, and then at the count found before the first."""
+    shared = set(_counts(threads.blas_libraries("numpy"))) & set(
+        _counts(threads.blas_libraries("numba")))
+    assert shared  # numpy's own library: the numba kernels' too, or among all they cap
+    lib = next(lib for lib in threads.blas_libraries("numba")
+               if os.path.realpath(lib.filepath) in shared)
+    lib.set_num_threads(min(2, max(threads.cores(), 1)))
+    before = lib.get_num_threads()
+    blocks = threads.limits(2, "numba", "train_blocks")  # this library at one thread
+    products = threads.limits(1, "numpy")
+    blocks.__enter__()
+    products.__enter__()
+    blocks.__exit__(None, None, None)
+    assert lib.get_num_threads() == 1  # the numpy backend's call still runs
+    products.__exit__(None, None, None)
+    assert lib.get_num_threads() == before
+
+
 def test_joblib_workers_train_what_one_process_trains():
     """GridSearchCV with n_jobs=2 (loky's worker processes, whose thread variables
     share the cores out) finds the scores of n_jobs=1."""

@@ -25,18 +25,17 @@ use (``fastmlp.show_config()`` prints them).
 """
 
 import ctypes
-import glob
 import os
 import warnings
 
 import llvmlite.binding as ll
-import numpy as np
 from llvmlite import ir
 from numba import cfunc, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from ..bundled_blas import numpy_openblas
 from ..config import ADAPTER
 
 #: The environment variable that picks the source.
@@ -49,30 +48,25 @@ SYMBOLS = {"s": "fastmlp_sgemm", "d": "fastmlp_dgemm"}
 #: CBLAS's values for row-major order and for an operand used as it is or transposed.
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
-#: numpy's bundled OpenBLAS: where the wheels put it, and its CBLAS names
-#: (numpy 2's ``scipy_openblas64_`` build; numpy 1.2x's ``openblas64_``).
-_NUMPY_DIR = os.path.dirname(np.__file__)
-_LIBRARY_PATTERNS = (os.path.join(_NUMPY_DIR, os.pardir, "numpy.libs", "*openblas64*"),
-                     os.path.join(_NUMPY_DIR, ".dylibs", "*openblas64*"))
+#: The CBLAS names of numpy's bundled OpenBLAS (``bundled_blas``): numpy 2's
+#: ``scipy_openblas64_`` build, numpy 1.2x's ``openblas64_``.
 _ENTRY_NAMES = ("scipy_cblas_{}gemm64_", "cblas_{}gemm64_")
 
 
 def _numpy_gemm():
     """(library path, {letter: address}) of the CBLAS gemm of numpy's bundled
     OpenBLAS, or None where numpy bundles none."""
-    for pattern in _LIBRARY_PATTERNS:
-        for path in sorted(glob.glob(pattern)):
+    for path in numpy_openblas():
+        try:
+            library = ctypes.CDLL(path)  # numpy loaded it: the same library
+        except OSError:
+            continue
+        for name in _ENTRY_NAMES:
             try:
-                library = ctypes.CDLL(path)  # numpy loaded it: the same library
-            except OSError:
+                found = {t: getattr(library, name.format(t)) for t in SYMBOLS}
+            except AttributeError:
                 continue
-            for name in _ENTRY_NAMES:
-                try:
-                    found = {t: getattr(library, name.format(t)) for t in SYMBOLS}
-                except AttributeError:
-                    continue
-                return os.path.realpath(path), {
-                    t: ctypes.cast(f, ctypes.c_void_p).value for t, f in found.items()}
+            return path, {t: ctypes.cast(f, ctypes.c_void_p).value for t, f in found.items()}
     return None
 
 
