@@ -6,9 +6,13 @@ backward ``G[l] = A[l-1].T @ D[l]`` for every layer and ``D[l-1] = D[l] @ W[l].T
 for every layer but the first (the input needs no gradient; fastmlp,
 scikit-learn and PyTorch skip it too). No bias, activation, loss or update.
 
-The products are ``np.dot`` calls inside one ``@njit`` function on
-preallocated buffers, i.e. the same BLAS (SciPy's OpenBLAS, the one numba
-links) and the same thread pool that fastmlp's compiled epoch uses. Note that
+The products are BLAS calls inside one ``@njit`` function on preallocated
+buffers, through the very route fastmlp's compiled kernels take
+(``fastmlp.kernels.numba_core.blas.gemm``: numpy's own OpenBLAS where
+numpy's wheel bundles it, else SciPy's), so the same library and thread pool
+as fastmlp's compiled epoch; numba's ``np.dot`` would call SciPy's OpenBLAS,
+another build (measured 10-30 % slower per product than numpy's on the Intel
+kind). Note that
 fastmlp runs products below ``kernels.config.SMALL_GEMM`` multiply-adds as
 plain loops, not BLAS calls, so on tiny batches (seed-ionosphere, batch 1) the
 epoch can beat this "floor": there it measures BLAS call overhead.
@@ -31,7 +35,7 @@ def gemm_epoch_kernel():
         from . import require
 
         numba = require("numba")
-        require("scipy")  # numba's np.dot needs SciPy's BLAS
+        from fastmlp.kernels.numba_core.blas import gemm
 
         @numba.njit(nogil=True)
         def gemm_epoch(Xf, widths, Ws, As, Ds, Gs, batch):
@@ -45,19 +49,19 @@ def gemm_epoch_kernel():
                     w = widths[l + 1]
                     out = As[l][:m * w].reshape(m, w)
                     if l == 0:
-                        np.dot(Xb, Ws[l], out)
+                        gemm(False, False, m, w, d, Xb, Ws[l], out)
                     else:
                         v = widths[l]
-                        np.dot(As[l - 1][:m * v].reshape(m, v), Ws[l], out)
+                        gemm(False, False, m, w, v, As[l - 1][:m * v].reshape(m, v), Ws[l], out)
                 for l in range(L - 1, -1, -1):
                     w = widths[l + 1]
                     D = Ds[l][:m * w].reshape(m, w)
                     if l == 0:
-                        np.dot(Xb.T, D, Gs[l])
+                        gemm(True, False, d, w, m, Xb, D, Gs[l])
                     else:
                         v = widths[l]
-                        np.dot(As[l - 1][:m * v].reshape(m, v).T, D, Gs[l])
-                        np.dot(D, Ws[l].T, Ds[l - 1][:m * v].reshape(m, v))
+                        gemm(True, False, v, w, m, As[l - 1][:m * v].reshape(m, v), D, Gs[l])
+                        gemm(False, True, m, v, w, D, Ws[l], Ds[l - 1][:m * v].reshape(m, v))
 
         _KERNEL = gemm_epoch
     return _KERNEL
