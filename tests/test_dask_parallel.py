@@ -11,8 +11,11 @@ this process:
   every minibatch of plain SGD are the in-memory fit with twice the batch;
 - averaged Adam reaches the in-memory fit's test accuracy within 2 points;
 - lazy predictions equal in-memory ones; the fitted model pickles and predicts;
+- an L-BFGS evaluation on persisted blocks is one call of each worker's
+  holder actor, no task;
 - bad input is refused and leaves no model; a worker killed mid-fit gives the
-  same model (retries) or a failed fit that leaves the previous model;
+  same model (retries) or a failed fit that leaves the previous model; for
+  L-BFGS the same model either way (the lost blocks are computed again);
 - with ``persist=False``, data generated lazily, more than the memory limits
   of all workers together, trains with every worker's resident memory under
   its limit.
@@ -98,6 +101,30 @@ def test_lbfgs_sample_weights_equal_repeated_rows(client):
     repeat = np.repeat(np.arange(len(y)), w.astype(int))
     want = clone(est).fit(X[repeat], y[repeat])
     _assert_same(dp.estimator_, want, RTOL)
+
+
+def test_lbfgs_evaluations_call_the_workers_holders_not_tasks(client, monkeypatch):
+    """With persisted blocks, an evaluation is one call of each worker's holder
+    actor: no task is submitted for it. With persist=False each is a round of
+    tasks. The same model either way."""
+    from fastmlp.dask import parallel
+
+    submitted = []
+    rounds = parallel._Rounds.__call__
+
+    def spy(self, function, *args):
+        submitted.append(function.__name__)
+        return rounds(self, function, *args)
+
+    monkeypatch.setattr(parallel._Rounds, "__call__", spy)
+    X, y = _task(n=1200)
+    est = MLPClassifier((8,), solver="lbfgs", max_iter=10, random_state=0)
+    dX, dy = _dask(X, y, chunk=300)
+    held = DataParallel(est, client=client).fit(dX, dy).estimator_
+    assert "block_loss_gradient" not in submitted
+    recomputed = DataParallel(est, persist=False, client=client).fit(dX, dy).estimator_
+    assert submitted.count("block_loss_gradient") >= recomputed.n_iter_ >= 5
+    _assert_same(held, recomputed, 0)
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])
@@ -290,6 +317,48 @@ def test_worker_killed_mid_fit(client, strict_client, retries):
         _assert_same(dp.estimator_, before, 0)
     else:
         assert dp.estimator_ is before
+
+
+@pytest.mark.parametrize("retries", [True, False], ids=["retried", "no-retries"])
+def test_lbfgs_worker_killed_mid_fit_gives_the_same_model(client, strict_client, retries,
+                                                          monkeypatch):
+    """A worker killed between two evaluations of an L-BFGS fit takes its holder
+    and its blocks with it: that evaluation and the rest run as tasks, which
+    compute the lost blocks again on the other worker (no task was running on
+    the killed one, so even a cluster without retries goes on): the model of
+    the undisturbed fit."""
+    import signal
+
+    from fastmlp.dask import parallel
+
+    use = client if retries else strict_client
+    X, y = _task(n=2400)
+    est = MLPClassifier((8,), solver="lbfgs", max_iter=15, random_state=0, alpha=1e-3)
+    dX, dy = _dask(X, y)
+    want = DataParallel(est, client=use).fit(dX, dy).estimator_
+    pids = use.run(os.getpid)
+    each_unit = parallel._Rounds.each_unit
+    seen = {"calls": 0, "killed": None, "held": []}
+
+    def kill_before_the_third(self, function, *args):
+        seen["calls"] += 1
+        seen["held"].append(self.holders is not None)
+        if seen["calls"] == 3:
+            holder = self.holders[0][1]
+            address = sorted(use.who_has([holder])[holder.key])[0]
+            os.kill(pids[address], signal.SIGKILL)
+            seen["killed"] = address
+        return each_unit(self, function, *args)
+
+    monkeypatch.setattr(parallel._Rounds, "each_unit", kill_before_the_third)
+    try:
+        got = DataParallel(est, client=use).fit(dX, dy).estimator_
+    finally:
+        use.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+    assert seen["killed"] is not None and seen["held"][:3] == [True] * 3
+    assert not any(seen["held"][3:])  # tasks after the loss
+    _assert_same(got, want, 0)
+    assert got.n_iter_ == want.n_iter_
 
 
 # ---------------------------------------------------------------- out of core

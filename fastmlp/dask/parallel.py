@@ -6,10 +6,13 @@ The row blocks are checked, encoded and persisted on the workers once per
 data larger than the cluster's memory); only the model's numbers travel.
 
 - **L-BFGS** is exact: every evaluation of the loss and gradient that scipy's
-  L-BFGS-B asks for is one task per block (the compiled full-batch loss and
-  gradient of the block, without the L2 term), and the client adds the
-  blocks' weighted sums in block order, divides by the total sample weight
-  (the rows, without weights) and adds the L2 term once. The driver is the
+  L-BFGS-B asks for computes each block's compiled full-batch loss and
+  gradient (without the L2 term) where the block is: with persisted blocks
+  one call per worker of an actor holding that worker's blocks
+  (``tasks.BlockHolder``: no scheduler in the round), else (and from the
+  evaluation on which a worker was lost) one task per block. The client adds
+  the blocks' weighted sums in block order, divides by the total sample
+  weight (the rows, without weights) and adds the L2 term once. The driver is the
   one an in-memory fit uses (``Engine._lbfgs``), so the model equals the
   in-memory fit on the concatenated blocks up to rounding.
 - **SGD and Adam** average models. The blocks are grouped, in block order,
@@ -223,6 +226,51 @@ class _Rounds:
         self.spec = spec
         self.token = token
         self.count = 0
+        self.holders = None
+
+    def hold(self):
+        """Start a ``tasks.BlockHolder`` actor on each worker that holds
+        persisted units, for ``each_unit``. Nothing where the units are not
+        persisted (they are computed anew in every round) or an actor cannot
+        start (``each_unit`` then submits tasks)."""
+        if self.holders is not None or any(f is None for f in self.futures):
+            return
+        try:
+            who = self.client.who_has(self.futures)
+            groups = {}
+            for i, future in enumerate(self.futures):
+                groups.setdefault(sorted(who[future.key])[0], []).append(i)
+            started = [(units, self.client.submit(
+                           tasks.BlockHolder, *[self.futures[i] for i in units], actor=True,
+                           workers=[worker], allow_other_workers=False, pure=False,
+                           key=(f"dp-holder-{self.token}", j)))
+                       for j, (worker, units) in enumerate(groups.items())]
+            with self.client.as_current():  # an actor finds its client as the current one
+                self.holders = [(units, future, future.result()) for units, future in started]
+        except Exception:  # a worker lost meanwhile, or no actors here: tasks instead
+            self.holders = None
+
+    def release(self):
+        """Stop the holders (their workers keep the units)."""
+        self.holders = None
+
+    def each_unit(self, function, *args):
+        """``function(unit, *args)`` for every unit, in unit order: by the
+        holders while they last (``hold``), else one task per unit. A holder
+        lost with its worker, or a call that fails, ends the holders: that
+        round and the rest run as tasks, which compute again what the worker
+        held, so the results do not depend on which way they came."""
+        if self.holders:
+            try:
+                calls = [(units, actor.each(function, *args)) for units, _, actor in self.holders]
+                results = [None] * len(self.units)
+                for units, call in calls:
+                    for i, result in zip(units, call.result()):
+                        results[i] = result
+                return results
+            except Exception:
+                self.holders = None
+        return self(function, *args)
 
     def __call__(self, function, *args):
         """``function(unit, *args)`` for every unit, one task each. Persisted
@@ -274,7 +322,7 @@ def _fit_lbfgs(est, fam, run, s):
         weights_only[W.ravel()] = True
 
     def loss_and_grad(params):
-        results = run(tasks.block_loss_gradient, params.copy(), run.spec)
+        results = run.each_unit(tasks.block_loss_gradient, params.copy(), run.spec)
         total = data = 0.0
         grad = np.zeros(params.shape[0], dtype=np.float64)
         for weight, block_loss, block_grad in results:  # block order: a fixed rounding
@@ -288,7 +336,11 @@ def _fit_lbfgs(est, fam, run, s):
         grad = grad / total + s.alpha * W / total
         return data / total * s.loss_scale + penalty, grad
 
-    result = est._lbfgs(loss_and_grad, s, iprint=fam.lbfgs_iprint(est))
+    run.hold()
+    try:
+        result = est._lbfgs(loss_and_grad, s, iprint=fam.lbfgs_iprint(est))
+    finally:
+        run.release()
     fam.lbfgs_done(est, result, s)
 
 

@@ -10,7 +10,9 @@ block, and receives and returns only a model's numbers.
 - ``train_block``: some minibatches of a block's epoch trained from a given
   state, the next link of its shard's chain (``chain``: several links in one
   task, for blocks already in the worker's memory);
-- ``score_block``: what the validation score needs from a block's held-out rows.
+- ``score_block``: what the validation score needs from a block's held-out rows;
+- ``BlockHolder``: an actor holding a worker's persisted blocks, which runs one
+  of these on each of them when the client calls it (no scheduler between).
 """
 
 from dataclasses import dataclass
@@ -158,6 +160,20 @@ def chain(function, blocks, state, links):
     for block, args in zip(blocks, links):
         state = function(block, state, *args)
     return state
+
+
+class BlockHolder:
+    """A dask actor on the worker that holds ``blocks`` (persisted there):
+    ``each(function, *args)`` is ``function(block, *args)`` for each of them,
+    in order. The client calls it directly, with no scheduler between: a
+    round of two such calls took 2 ms on a 2-core machine, against 13 ms for
+    a round of two tasks."""
+
+    def __init__(self, *blocks):
+        self.blocks = blocks
+
+    def each(self, function, *args):
+        return [function(block, *args) for block in self.blocks]
 
 
 def score_block(block, params, spec):
