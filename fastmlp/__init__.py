@@ -148,3 +148,9 @@ def show_config(file=None):
             print(f"{backend_name} BLAS: {info.get('internal_api')} {info.get('version')} "
                   f"threads={info.get('num_threads')} "
                   f"({os.path.basename(info.get('filepath', ''))})", file=out)
+    for lib in threads.driver_libraries(kernels.BACKEND):
+        info = lib.info()
+        print(f"other BLAS (L-BFGS's own steps; one thread during a solve): "
+              f"{info.get('internal_api')} {info.get('version')} "
+              f"threads={info.get('num_threads')} "
+              f"({os.path.basename(info.get('filepath', ''))})", file=out)

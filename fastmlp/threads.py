@@ -131,7 +131,7 @@ def _path(lib):
     return os.path.realpath(lib.filepath)
 
 
-def _driver_libraries(backend):
+def driver_libraries(backend):
     """The BLAS libraries other than ``backend``'s own (``blas_libraries``),
     SciPy's among them once loaded: the ones scipy's solvers call."""
     key = ("driver", backend)
@@ -224,12 +224,12 @@ _caps = {}
 
 def _blas_caps(key):
     """The caps on ``key``'s libraries: a backend's (``blas_libraries``) or
-    ("driver", backend)'s (``_driver_libraries``)."""
+    ("driver", backend)'s (``driver_libraries``)."""
     try:
         return _caps[key]
     except KeyError:
         pass
-    libs = _driver_libraries(key[1]) if isinstance(key, tuple) else blas_libraries(key)
+    libs = driver_libraries(key[1]) if isinstance(key, tuple) else blas_libraries(key)
     caps = _BlasCaps(libs)
     with _caps_lock:
         return _caps.setdefault(key, caps)

@@ -235,4 +235,13 @@ def test_bad_source_is_refused_by_name():
 
 def test_show_config_names_the_kernels_blas(capsys):
     fastmlp.show_config()
-    assert f"numba kernels' products: {blas.describe()}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"numba kernels' products: {blas.describe()}" in out
+    # the BLAS libraries the kernels do not call (SciPy's, which L-BFGS-B calls), by file
+    others = [os.path.basename(lib.filepath)
+              for lib in fastmlp.threads.driver_libraries(fastmlp.kernels.BACKEND)]
+    lines = [line for line in out.splitlines() if line.startswith("other BLAS")]
+    assert len(lines) == len(others) and all(name in line for name, line in zip(others, lines))
+    if blas.SOURCE == "numpy":  # SciPy's own library is then another one
+        assert any("scipy" in os.path.dirname(lib.filepath)
+                   for lib in fastmlp.threads.driver_libraries("numba"))

@@ -383,7 +383,7 @@ def test_lbfgs_holds_the_solvers_blas_at_one_thread(monkeypatch):
 
     X, y = _data()
     assert _kernel_of(X, y, solver="lbfgs") == "loss_gradient_blocks"
-    threads._driver_libraries("numba")  # SciPy's BLAS loaded, to be seen below
+    threads.driver_libraries("numba")  # SciPy's BLAS loaded, to be seen below
     libs = threads._loaded_blas()
     for lib in libs:  # two threads each, where the machine allows, so a cap shows
         lib.set_num_threads(min(2, max(threads.cores(), 1)))
