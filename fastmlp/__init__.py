@@ -127,10 +127,11 @@ def show_config(file=None):
         print(f"numba {numba.__version__}: threading layer {core.threading_layer()!r}"
               f"{serial}, {threads.default_threads()} of {threads.pool_size()} threads by "
               f"default, cache {cache}", file=out)
+        from .kernels import bundled_blas
         from .kernels.numba_core import blas, parallel_compile
 
-        print(f"numba kernels' products: {blas.describe()} ({blas.VARIABLE}="
-              f"{os.environ.get(blas.VARIABLE, '')!r})", file=out)
+        print(f"numba kernels' products: {blas.describe()} ({bundled_blas.VARIABLE}="
+              f"{os.environ.get(bundled_blas.VARIABLE, '')!r})", file=out)
 
         try:
             compiling = f"up to {parallel_compile.processes()} processes at once"

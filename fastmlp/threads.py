@@ -103,18 +103,15 @@ def blas_libraries(backend):
         pass
     with _lock:
         if backend not in _blas:
-            called = ()
-            if backend == "numba":
-                from .kernels.numba_core import blas
+            from .kernels import bundled_blas
 
-                if blas.SOURCE == "numpy":
-                    called = (blas.LIBRARY,)
-                else:
+            if backend == "numba":  # decided without loading numba
+                source, path, _ = bundled_blas.kernels_blas()
+                called = (path,) if source == "numpy" else ()
+                if not called:
                     import scipy.linalg.cython_blas  # noqa: F401  (loaded, to be found)
             else:
-                from .kernels.bundled_blas import numpy_openblas
-
-                called = numpy_openblas()
+                called = bundled_blas.numpy_openblas()
             libs = _loaded_blas()
             _blas[backend] = [lib for lib in libs if _path(lib) in called] or libs
     return _blas[backend]

@@ -28,6 +28,7 @@ from numba.core.errors import TypingError
 from numba import types
 
 import fastmlp
+from fastmlp.kernels import bundled_blas
 from fastmlp.kernels.numba_core import blas
 
 C_INT, C_LONG, C_VOIDP = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
@@ -39,7 +40,7 @@ def _entry_points():
     """source -> {dtype: address} of every C function the symbols can be bound to."""
     points = {"scipy": {np.float32: blas._adapter(types.float32).address,
                         np.float64: blas._adapter(types.float64).address}}
-    found = blas._numpy_gemm()
+    found = bundled_blas.numpy_gemm()
     if found is not None:
         points["numpy"] = {dtype: found[1][letter] for dtype, letter in LETTER.items()}
     return points
@@ -49,7 +50,7 @@ ENTRY_POINTS = _entry_points()
 
 
 def test_source_is_numpys_openblas_where_numpy_bundles_it():
-    chosen = os.environ.get(blas.VARIABLE, "").strip().lower()
+    chosen = os.environ.get(bundled_blas.VARIABLE, "").strip().lower()
     if chosen == "scipy" or "numpy" not in ENTRY_POINTS:
         assert blas.SOURCE == "scipy"
     else:
@@ -189,6 +190,26 @@ def test_scipy_source_trains_the_same_model():
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
     if here["source"] == "numpy":
         assert [os.path.realpath(p) for p in here["capped"]] == [blas.LIBRARY]
+
+
+def test_thread_settings_find_the_kernels_blas_without_loading_numba():
+    """A dask client running L-BFGS's driver caps the BLAS libraries apart from the
+    kernels' without compiling or loading anything of numba's."""
+    code = textwrap.dedent('''
+        import json, sys
+        from fastmlp import threads
+        own = [lib.filepath for lib in threads.blas_libraries("numba")]
+        others = [lib.filepath for lib in threads.driver_libraries("numba")]
+        print(json.dumps({"own": own, "others": others, "numba": "numba" in sys.modules}))
+    ''')
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["numba"] is False
+    if blas.SOURCE == "numpy":
+        assert [os.path.realpath(p) for p in found["own"]] == [blas.LIBRARY]
+        assert found["others"] and blas.LIBRARY not in map(os.path.realpath, found["others"])
 
 
 NO_BUNDLED_OPENBLAS = textwrap.dedent('''

@@ -20,11 +20,11 @@ kernel is compiled or loaded from the cache, to one of two sources:
 
 ``FASTMLP_KERNEL_BLAS`` (``numpy`` or ``scipy``) picks one; by default
 ``numpy`` where numpy bundles it (asked for where it does not: a warning,
-and ``scipy``). ``SOURCE`` and ``LIBRARY`` say which is in
+and ``scipy``). The choice is made without numba, in ``bundled_blas``, where
+the thread settings read it too. ``SOURCE`` and ``LIBRARY`` say which is in
 use (``fastmlp.show_config()`` prints them).
 """
 
-import ctypes
 import os
 import warnings
 
@@ -35,39 +35,14 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from ..bundled_blas import numpy_openblas
+from ..bundled_blas import VARIABLE, kernels_blas, requested
 from ..config import ADAPTER
-
-#: The environment variable that picks the source.
-VARIABLE = "FASTMLP_KERNEL_BLAS"
-SOURCES = ("numpy", "scipy")
 
 #: The C symbols compiled code calls, by dtype letter.
 SYMBOLS = {"s": "fastmlp_sgemm", "d": "fastmlp_dgemm"}
 
 #: CBLAS's values for row-major order and for an operand used as it is or transposed.
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-
-#: The CBLAS names of numpy's bundled OpenBLAS (``bundled_blas``): numpy 2's
-#: ``scipy_openblas64_`` build, numpy 1.2x's ``openblas64_``.
-_ENTRY_NAMES = ("scipy_cblas_{}gemm64_", "cblas_{}gemm64_")
-
-
-def _numpy_gemm():
-    """(library path, {letter: address}) of the CBLAS gemm of numpy's bundled
-    OpenBLAS, or None where numpy bundles none."""
-    for path in numpy_openblas():
-        try:
-            library = ctypes.CDLL(path)  # numpy loaded it: the same library
-        except OSError:
-            continue
-        for name in _ENTRY_NAMES:
-            try:
-                found = {t: getattr(library, name.format(t)) for t in SYMBOLS}
-            except AttributeError:
-                continue
-            return path, {t: ctypes.cast(f, ctypes.c_void_p).value for t, f in found.items()}
-    return None
 
 
 @intrinsic
@@ -119,15 +94,10 @@ def _adapter(dtype):
 
 
 def _choose():
-    value = os.environ.get(VARIABLE, "").strip().lower()
-    if value and value not in SOURCES:
-        raise ValueError(f"{VARIABLE}={value!r} is not a BLAS source of fastmlp's kernels; "
-                         f"valid values: {', '.join(SOURCES)}")
-    found = _numpy_gemm() if value != "scipy" else None
-    if found is not None:
-        path, addresses = found
+    source, path, addresses = kernels_blas()  # ValueError for a bad FASTMLP_KERNEL_BLAS
+    if source == "numpy":
         return "numpy", path, addresses, ()
-    if value == "numpy":
+    if requested() == "numpy":
         warnings.warn(f"{VARIABLE}=numpy, but this numpy bundles no OpenBLAS whose CBLAS "
                       f"gemm fastmlp can call; the kernels call SciPy's BLAS",
                       RuntimeWarning, stacklevel=2)
