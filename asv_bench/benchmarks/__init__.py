@@ -1,9 +1,10 @@
 """asv benchmarks of fastmlp, one topic per module (pandas-style).
 
 kernels   every public kernel x backend x dtype over small/medium/large shapes
-training  one epoch of five workloads: fastmlp (numba, numpy), scikit-learn, PyTorch;
-          fastmlp-numba at 1 thread and at every core; the drop-in's end-to-end fit
-floor     the GEMM-only floor of the same epochs (numba + SciPy's OpenBLAS)
+training  one epoch of six workloads: fastmlp (numba, numpy), scikit-learn, PyTorch, JAX;
+          fastmlp-numba at 1 thread and at every core; the drop-in's end-to-end fit;
+          L-BFGS iterations of the drop-in and scikit-learn, at 1 thread and every core
+floor     the GEMM-only floor of the same epochs (the kernels' own BLAS route)
 predict   predict latency of a fitted model
 memory    peak memory of a short fit
 startup   import time and first-fit time in a fresh process (warm and cold numba cache)

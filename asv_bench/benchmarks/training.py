@@ -18,7 +18,8 @@ X and encodes y on every call); ``KernelEpoch*`` times the same epoch through
 the public kernel ``fastmlp.kernels.get(backend).train_epoch`` on arrays that
 are already validated, so the difference is ``partial_fit``'s per-call
 overhead. ``Threads*`` times fastmlp-numba's epoch at one thread and at every
-core.
+core. ``Lbfgs`` times ten L-BFGS iterations of the drop-in and of scikit-learn
+on 200,000 rows, at one thread and at every core.
 
 The mnist-shape and wide workloads take seconds to minutes per epoch, so they
 live in ``*Large`` classes with one call per sample and at most three samples.
@@ -26,6 +27,8 @@ Select a subset with asv's regex over parameters, e.g.::
 
     asv run --python=same -b "training.EpochLarge.time_epoch\\('mnist-shape', 'float32'"
 """
+
+import numpy as np
 
 from . import (DTYPES, BACKENDS, LARGE_WORKLOADS, SMALL_WORKLOADS, SYSTEMS, FastmlpEpoch,
                FastmlpKernelEpoch, LargeSettings, cached, make_data, make_epoch)
@@ -180,3 +183,66 @@ class FitLarge(LargeSettings, Fit):
 
     params = [["mnist-shape"], DTYPES, FIT_SYSTEMS]
     timeout = 2400
+
+
+# ---------------------------------------------------------------- L-BFGS
+#: The L-BFGS workload: 200,000 x 20 float64 rows, two classes from a fixed
+#: nonlinear rule, ``MLPClassifier((64,), activation="logistic",
+#: solver="lbfgs", tol=0)`` (one logistic output): the shape of the L-BFGS
+#: table of scripts/dask_bench.py, whose Spark MLlib anchor it measures in
+#: one process. Each timed fit runs ``LBFGS_ITERATIONS`` iterations.
+LBFGS_ROWS, LBFGS_FEATURES, LBFGS_ITERATIONS = 200_000, 20, 10
+LBFGS_SYSTEMS = ["fastmlp-sklearn", "sklearn"]
+
+
+def lbfgs_data():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((LBFGS_ROWS, LBFGS_FEATURES))
+    teacher = rng.standard_normal(LBFGS_FEATURES)
+    y = (np.tanh(X @ teacher / 2) + 0.3 * X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    return X, y
+
+
+class Lbfgs:
+    """``LBFGS_ITERATIONS`` iterations of L-BFGS (scipy's L-BFGS-B in both
+    systems; an iteration evaluates the loss and gradient about 1.3 times) at
+    one thread (``n_threads=1``; scikit-learn's BLAS capped at one by
+    threadpoolctl) and at every core. fastmlp's full-batch loss and gradient
+    runs in row blocks on numba's threads here, with the same result at either
+    count."""
+
+    params = [LBFGS_SYSTEMS, THREADS]
+    param_names = ["system", "threads"]
+    timeout = 600
+    repeat = (3, 10, 30.0)
+    number = 1
+
+    def setup(self, system, threads):
+        from . import require
+
+        require("sklearn")
+        self.X, self.y = cached("lbfgs-data", lbfgs_data)
+        self._fit(system, threads, 1)  # warm-up: compiles (or loads) the kernels
+
+    def _fit(self, system, threads, iterations):
+        import contextlib
+        import warnings
+
+        from threadpoolctl import threadpool_limits
+
+        if system == "sklearn":
+            from sklearn.neural_network import MLPClassifier
+            extra = {}
+        else:
+            from fastmlp.sklearn import MLPClassifier
+            extra = {"n_threads": 1 if threads == "1" else None}
+        model = MLPClassifier((64,), activation="logistic", solver="lbfgs", tol=0.0,
+                              max_iter=iterations, random_state=0, **extra)
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+            warnings.simplefilter("ignore")
+            if threads == "1" and system == "sklearn":
+                stack.enter_context(threadpool_limits(1, user_api="blas"))
+            model.fit(self.X, self.y)
+
+    def time_fit(self, system, threads):
+        self._fit(system, threads, LBFGS_ITERATIONS)
