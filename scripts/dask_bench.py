@@ -34,8 +34,10 @@ Prints Markdown tables:
    training loss;
 6. the cost of one synchronisation round (``--tables rounds``): rounds of
    tasks that do nothing on persisted blocks, 1, 2 and 12 blocks a round, as
-   L-BFGS submits them (a task per block) and as SGD/Adam do (a task per
-   shard, one shard per worker); the bytes a round moves for
+   L-BFGS submits them without persisted blocks (a task per block) and as
+   SGD/Adam do (a task per shard, one shard per worker), and rounds of calls
+   of the blocks' holder actors, as L-BFGS makes them on persisted blocks;
+   the bytes a round moves for
    the two networks above; and, run with the two tables before it, what they
    predict for 8, 32 and 128 workers.
 
@@ -630,6 +632,22 @@ def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
                     one_round()
                 results.append((n_workers, n_tasks, chains,
                                 (time.perf_counter() - t0) / n_rounds))
+                if n_tasks == 2 and not chains:  # the same blocks, by their holders (L-BFGS)
+                    run.hold()
+                    assert run.holders, "no holder actors started"
+                    every = run.holders
+                    kinds = [("holders", every)] + ([("one holder", every[:1])]
+                                                    if len(every) > 1 else [])
+                    for kind, holders in kinds:
+                        run.holders = holders  # a round of calls of these holders only
+                        for _ in range(5):
+                            [call.result() for call in [h[2].each(_nothing) for h in holders]]
+                        t0 = time.perf_counter()
+                        for _ in range(n_rounds):
+                            [call.result() for call in [h[2].each(_nothing) for h in holders]]
+                        results.append((n_workers, sum(len(h[0]) for h in holders), kind,
+                                        (time.perf_counter() - t0) / n_rounds))
+                    run.release()
                 del units, run
         finally:
             client.close()
@@ -638,8 +656,10 @@ def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
     print("| workers | blocks | how | ms per round |")
     print("|---:|---:|---|---:|")
     for n_workers, n_tasks, chains, seconds in results:
-        how = ("a shard's blocks in one task (SGD/Adam)" if chains
-               else "one task per block (L-BFGS)")
+        how = {"holders": "one call per worker of its holder actor (L-BFGS, persisted)",
+               "one holder": "one call of one of the two holders (L-BFGS, persisted)",
+               True: "a shard's blocks in one task (SGD/Adam)",
+               False: "one task per block (L-BFGS without persisted blocks)"}[chains]
         print(f"| {n_workers} | {n_tasks} | {how} | {1000 * seconds:.2f} |")
     adam = n_params(np.array((FEATURES,) + HIDDEN + (CLASSES,)))
     lbfgs = n_params(np.array((LBFGS_FEATURES,) + HIDDEN + (1,)))
@@ -650,13 +670,19 @@ def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
     two = {(n, c): t for w, n, c, t in results if w == 2}
     per_task = (two[(12, False)] - two[(2, False)]) / 10
     fixed = two[(2, False)] - 2 * per_task
+    held = {c: t for w, n, c, t in results if w == 2 and c in ("holders", "one holder")}
+    per_holder = max(held["holders"] - held["one holder"], 0.0)
+    held_fixed = held["one holder"] - per_holder
     print(f"\nA round on 2 workers costs about {1000 * fixed:.1f} ms plus "
-          f"{1000 * per_task:.2f} ms per task (from the 2- and 12-task rounds).")
+          f"{1000 * per_task:.2f} ms per task (from the 2- and 12-task rounds); a round of "
+          f"holder calls {1000 * held_fixed:.1f} ms plus {1000 * per_holder:.2f} ms per "
+          "worker called (from rounds calling one and both holders of 2 workers).")
     if adam_rate is None or lbfgs_iteration is None:
         return
-    print("\nPredicted, one block per worker, that round cost (per task costs are the "
-          "scheduler's, which handles tasks one at a time) and the 1-thread rates measured "
-          "above; bytes the client sends and receives per round:\n")
+    print("\nPredicted, one block per worker, those round costs (tasks for Adam, whose "
+          "per task costs are the scheduler's, which handles tasks one at a time; holder "
+          "calls for L-BFGS, the client's) and the 1-thread rates measured above; bytes the "
+          "client sends and receives per round:\n")
     print("| workers | Adam epoch, 1.2M rows (s) | speed-up | Adam epoch, 600k rows per "
           "worker (s) | efficiency | L-BFGS iteration, 200k rows (ms) | bytes per round, "
           "Adam |")
@@ -666,7 +692,7 @@ def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
         overhead = fixed + per_task * w
         strong = one / w + overhead
         weak = 600_000 / adam_rate + overhead
-        lb = lbfgs_iteration / w + overhead
+        lb = lbfgs_iteration / w + held_fixed + per_holder * w
         print(f"| {w} | {strong:.3f} | {one / strong:.1f} | {weak:.3f} | "
               f"{(600_000 / adam_rate) / weak:.0%} | {1000 * lb:.0f} | "
               f"2 x {w * 3 * adam * 4 / 1e6:.2f} MB |")
