@@ -57,6 +57,11 @@ import sys
 import tempfile
 import time
 
+# the L-BFGS workload's data, shared with the asv suite (numpy only)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "asv_bench"))
+from benchmarks.training import LBFGS_FEATURES, LBFGS_ROWS, lbfgs_data  # noqa: E402
+
 # Nothing heavy at the top: the workers import this module when they start
 # (``spawn``), before their environment (NUMBA_CACHE_DIR) is set.
 
@@ -283,7 +288,7 @@ def compile_table():
 #: Test accuracy whose time to reach is reported for DataParallel and DDP.
 TARGET = 0.995
 PARALLEL_ROWS, PARALLEL_CHUNK, PARALLEL_EPOCHS = 1_200_000, 100_000, 4
-LBFGS_ROWS, LBFGS_FEATURES, LBFGS_BLOCKS, LBFGS_ITERATIONS = 200_000, 20, 2, 30
+LBFGS_BLOCKS, LBFGS_ITERATIONS = 2, 30
 
 
 def _adam(seed=0, epochs=PARALLEL_EPOCHS):
@@ -472,13 +477,8 @@ def _ddp_worker(rank, world, path, epochs, result):
 
 
 def _lbfgs_data():
-    import numpy as np
-
-    rng = np.random.default_rng(5)
-    X = rng.standard_normal((LBFGS_ROWS, LBFGS_FEATURES))
-    w = rng.standard_normal(LBFGS_FEATURES)
-    y = (np.tanh(X @ w / 2) + 0.3 * X[:, 0] * X[:, 1] > 0).astype(np.int64)
-    return X, y
+    """The asv suite's L-BFGS data (``benchmarks.training.lbfgs_data``), seed 5."""
+    return lbfgs_data(seed=5)
 
 
 def _lbfgs_model(iterations=LBFGS_ITERATIONS):
@@ -594,6 +594,27 @@ def _pass(unit, state):
     return state
 
 
+def _holder_rounds(client, workers, n_rounds, results):
+    """Rounds of calls of ``tasks.BlockHolder`` actors, one on each worker (as
+    L-BFGS makes them, each worker holding its blocks), and on 2 workers rounds
+    calling one of them: appended to ``results`` as rounds of n blocks."""
+    from fastmlp.dask import tasks
+
+    holders = [client.submit(tasks.BlockHolder, actor=True, workers=[w],
+                             allow_other_workers=False, pure=False) for w in workers]
+    with client.as_current():  # an actor finds its client as the current one
+        actors = [h.result() for h in holders]
+    kinds = [("holders", actors)] + ([("one holder", actors[:1])] if len(actors) > 1 else [])
+    for kind, called in kinds:
+        for _ in range(5):
+            [call.result() for call in [a.each(_nothing) for a in called]]
+        t0 = time.perf_counter()
+        for _ in range(n_rounds):
+            [call.result() for call in [a.each(_nothing) for a in called]]
+        results.append((len(workers), len(called), kind, (time.perf_counter() - t0) / n_rounds))
+    del actors, holders
+
+
 def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
     """Round costs; with the in-process rates of the other two tables (rows/s
     of an Adam epoch, seconds per L-BFGS iteration, 1 thread), what they
@@ -632,22 +653,8 @@ def rounds_table(repeats, adam_rate=None, lbfgs_iteration=None):
                     one_round()
                 results.append((n_workers, n_tasks, chains,
                                 (time.perf_counter() - t0) / n_rounds))
-                if n_tasks == 2 and not chains:  # the same blocks, by their holders (L-BFGS)
-                    run.hold()
-                    assert run.holders, "no holder actors started"
-                    every = run.holders
-                    kinds = [("holders", every)] + ([("one holder", every[:1])]
-                                                    if len(every) > 1 else [])
-                    for kind, holders in kinds:
-                        run.holders = holders  # a round of calls of these holders only
-                        for _ in range(5):
-                            [call.result() for call in [h[2].each(_nothing) for h in holders]]
-                        t0 = time.perf_counter()
-                        for _ in range(n_rounds):
-                            [call.result() for call in [h[2].each(_nothing) for h in holders]]
-                        results.append((n_workers, sum(len(h[0]) for h in holders), kind,
-                                        (time.perf_counter() - t0) / n_rounds))
-                    run.release()
+                if n_tasks == 2 and not chains:  # rounds of calls of holder actors (L-BFGS)
+                    _holder_rounds(client, workers, n_rounds, results)
                 del units, run
         finally:
             client.close()

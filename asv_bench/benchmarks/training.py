@@ -195,8 +195,9 @@ LBFGS_ROWS, LBFGS_FEATURES, LBFGS_ITERATIONS = 200_000, 20, 10
 LBFGS_SYSTEMS = ["fastmlp-sklearn", "sklearn"]
 
 
-def lbfgs_data():
-    rng = np.random.default_rng(11)
+def lbfgs_data(seed=11):
+    """(X, y) of the L-BFGS workload (scripts/dask_bench.py draws its own with seed 5)."""
+    rng = np.random.default_rng(seed)
     X = rng.standard_normal((LBFGS_ROWS, LBFGS_FEATURES))
     teacher = rng.standard_normal(LBFGS_FEATURES)
     y = (np.tanh(X @ teacher / 2) + 0.3 * X[:, 0] * X[:, 1] > 0).astype(np.int64)
