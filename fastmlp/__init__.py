@@ -139,19 +139,18 @@ def show_config(file=None):
             compiling = str(error)
         print(f"first compile: {compiling} ({parallel_compile.VARIABLE}="
               f"{os.environ.get(parallel_compile.VARIABLE, '')!r})", file=out)
+    def blas_line(label, lib):
+        info = lib.info()
+        print(f"{label}: {info.get('internal_api')} {info.get('version')} "
+              f"threads={info.get('num_threads')} "
+              f"({os.path.basename(info.get('filepath', ''))})", file=out)
+
     for backend_name in ("numba", "numpy"):
         try:
             libs = threads.blas_libraries(backend_name)
         except ImportError:
             continue
         for lib in libs:
-            info = lib.info()
-            print(f"{backend_name} BLAS: {info.get('internal_api')} {info.get('version')} "
-                  f"threads={info.get('num_threads')} "
-                  f"({os.path.basename(info.get('filepath', ''))})", file=out)
+            blas_line(f"{backend_name} BLAS", lib)
     for lib in threads.driver_libraries(kernels.BACKEND):
-        info = lib.info()
-        print(f"other BLAS (L-BFGS's own steps; one thread during a solve): "
-              f"{info.get('internal_api')} {info.get('version')} "
-              f"threads={info.get('num_threads')} "
-              f"({os.path.basename(info.get('filepath', ''))})", file=out)
+        blas_line("other BLAS (L-BFGS's own steps; one thread during a solve)", lib)
