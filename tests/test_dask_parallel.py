@@ -23,6 +23,7 @@ this process:
 
 import os
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -326,7 +327,9 @@ def test_lbfgs_worker_killed_mid_fit_gives_the_same_model(client, strict_client,
     and its blocks with it: that evaluation and the rest run as tasks, which
     compute the lost blocks again on the other worker (no task was running on
     the killed one, so even a cluster without retries goes on): the model of
-    the undisturbed fit."""
+    the undisturbed fit. (A task sent to the worker in the moments before the
+    scheduler sees it die counts as one of its failures, as in any dask
+    computation; the evaluation here starts after that.)"""
     import signal
 
     from fastmlp.dask import parallel
@@ -348,6 +351,12 @@ def test_lbfgs_worker_killed_mid_fit_gives_the_same_model(client, strict_client,
             address = sorted(use.who_has([holder])[holder.key])[0]
             os.kill(pids[address], signal.SIGKILL)
             seen["killed"] = address
+            # wait until the scheduler has seen it go: a task sent to it before would
+            # count as its failure on the cluster without retries
+            deadline = time.monotonic() + 60
+            while address in use.scheduler_info(n_workers=-1)["workers"]:
+                assert time.monotonic() < deadline, "the scheduler never saw the worker die"
+                time.sleep(0.01)
         return each_unit(self, function, *args)
 
     monkeypatch.setattr(parallel._Rounds, "each_unit", kill_before_the_third)
