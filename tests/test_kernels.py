@@ -1694,6 +1694,29 @@ def test_train_blocks_matches_reference(dtype, activation, output, solver_key, l
                            sizes=sizes, n=n, weighted=weighted, sparse=sparse)
 
 
+#: Layouts whose output layer has one unit (a binary classifier's, a one-target
+#: regressor's): (sizes, batch size, rows, the epoch kernel the compiled core takes).
+ONE_UNIT_LAYOUTS = {
+    "epoch": ([3, 5, 4, 1], 3, 7, "train_epoch"),
+    "blocks": (BLOCK_SIZES + [1],) + BLOCK_LAYOUTS["two-blocks-rem"] + ("train_blocks",),
+}
+
+
+@pytest.mark.parametrize("layout", tuple(ONE_UNIT_LAYOUTS))
+@pytest.mark.parametrize("solver_key", ["sgd", "adam"])
+@pytest.mark.parametrize("output", [o for o in OUTPUTS if o != "softmax"])
+@pytest.mark.parametrize("activation", ref.ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_one_unit_output_matches_reference(dtype, activation, output, solver_key, layout):
+    """An output layer of one unit, whose backward step (its weights' gradient and the
+    delta below it) the compiled core takes in one fused pass: both backends against
+    the reference, weighted rows."""
+    sizes, batch_size, n, path = ONE_UNIT_LAYOUTS[layout]
+    assert _path(sizes, batch_size, output, solver_key) == path
+    run_and_compare_epochs(dtype, activation, output, solver_key, batch_size, 0.01,
+                           sizes=sizes, n=n, weighted=True)
+
+
 @pytest.mark.parametrize("sizes", [[4, 3], [2, 6, 2], [3, 4, 5, 3, 2], [3, 20, 2]],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("solver_key", ["sgd", "nesterov"])

@@ -168,10 +168,15 @@ def _tanh32(v):
     return t if v >= f(0.0) else -t
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _softplus(v):
-    """log(1 + exp(v)) in float64, finite for any finite v."""
-    return max(v, 0.0) + np.log1p(_exp(-abs(v), np.bool_(False)))
+    """log(1 + exp(v)) in float64, finite for any finite v: max(v, 0) +
+    log1p(e), e = exp(-|v|), with log1p(e) = log(c) + (e - (c - 1)) / c, c =
+    1 + e (the rounding of c corrected); branch-free, where a call of the C
+    library's log1p costs more than the rest of a row's output."""
+    e = _exp(-abs(v), np.bool_(False))
+    c = 1.0 + e
+    return max(v, 0.0) + (_log64(c) + (e - (c - 1.0)) / c)
 
 
 def _in_precision(name, doc, f32, f64):

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import LOGISTIC, SOFTMAX, SQUARED
-from ._setup import ENTRY, JIT
+from ._setup import ENTRY, JIT, U
 from .exp_log import _exp, _sigmoid, _softplus
 from .products import _flat
 
@@ -123,10 +123,47 @@ def output_rows(Z, y, Y, w, order, start, scale, output, D):
             d[label] = (p_label - 1.0) * ws
         return total
     t = _flat(Y)
+    if output == LOGISTIC:
+        return _logistic_rows(z, t, w, order, start, m, k, scale, d)
     for i in range(m):
         r = _row(order, start, i)
         wr = w[r] if weighted else 1.0
         total += wr * _target_row(z, i * k, d, i * k, t, r * k, k, wr * scale, output)
+    return total
+
+
+@njit(**JIT)
+def _logistic_rows(z, t, w, order, start, m, k, scale, d):
+    """``output_rows`` for the logistic output, in three passes over the m
+    rows' k logits z, so that the exps and the log run over all of them in
+    loops that vectorise (a row of one logit, the binary classifier's, leaves
+    nothing to vectorise in a pass per row): the targets into d; each logit's
+    loss, softplus(v) - t v, into d and its sigmoid into z; then the rows'
+    weighted loss sums, and the delta (sigmoid - t) * w * ``scale`` into d. Returns the weighted sum of the row losses (float64)."""
+    f32 = z.itemsize == 4
+    ku = U(k)
+    weighted = w.shape[0] > 0
+    for i in range(U(m)):
+        to = U(_row(order, start, i)) * ku
+        for j in range(ku):
+            d[i * ku + j] = t[to + j]
+    n = U(m) * ku
+    for f in range(n):  # two loops: LLVM inlines, and so vectorises, each alone
+        v = np.float64(z[f])
+        d[f] = _softplus(v) - np.float64(d[f]) * v
+    for f in range(n):
+        z[f] = _sigmoid(np.float64(z[f]), f32)
+    total = 0.0
+    for i in range(U(m)):
+        r = _row(order, start, i)
+        to, row = U(r) * ku, 0.0
+        for j in range(ku):
+            row += np.float64(d[i * ku + j])
+        wr = w[r] if weighted else 1.0
+        total += wr * row
+        ws = wr * scale
+        for j in range(ku):
+            d[i * ku + j] = (np.float64(z[i * ku + j]) - np.float64(t[to + j])) * ws
     return total
 
 

@@ -17,6 +17,7 @@ import types as pytypes
 
 import numpy as np
 from numba import njit, prange
+from numba.np.ufunc.parallel import _iget_num_threads
 
 from .. import blocks
 from ..config import UPDATE_CHUNK
@@ -38,12 +39,26 @@ def _renamed(fn, name, namespace=None):
     return g
 
 
+#: numba's thread count for the calling thread, in compiled code: numba's
+#: intrinsic, which calls its threading layer's function by name (what numba
+#: compiles into every ``prange`` loop), where ``numba.get_num_threads`` holds
+#: a pointer that keeps a kernel out of the cache.
+_threads_now = _iget_num_threads
+
+
+@njit(**JIT)
+def _one_thread():
+    """``_threads_now`` of the serial twins."""
+    return 1
+
+
 def _pass_twins(fn):
     """A parallel pass ``fn`` (named ``_NAME``) compiled twice: as ``_NAME``
     with its ``prange`` loop run by numba's threads, and as ``_NAME_serial``
-    with it run in order on the calling thread."""
+    with it run in order on the calling thread (its ``_threads_now`` is 1)."""
+    serial = dict(fn.__globals__, _threads_now=_one_thread)
     return (njit(**PARALLEL)(_renamed(fn, fn.__name__)),
-            njit(**JIT)(_renamed(fn, fn.__name__ + "_serial")))
+            njit(**JIT)(_renamed(fn, fn.__name__ + "_serial", serial)))
 
 
 _rows_plan = njit(**JIT)(blocks.rows_plan)
@@ -65,20 +80,27 @@ def _sum_blocks(slots, nb, n, out, c0, c1, add):
 
 def _rows_pass(forward, loss, backward, X, y, Y, w, order, start, m, rows, params, sizes, offs,
                act, output, scale, work, wo, slots, losses):
-    """The m rows from ``start`` in blocks of ``rows`` rows, one block per
-    task, each by ``_block_gradient`` (its passes called by address): block
-    b's scratch is the b-th ``wo[L + 3]`` entries of ``work``, its gradient the
-    b-th parameter vector in ``slots``. Returns the rows' loss, the blocks'
-    losses summed in block order."""
+    """The m rows from ``start`` in blocks of ``rows`` rows, each by
+    ``_block_gradient`` (its passes called by address), its gradient into
+    the b-th parameter vector of ``slots`` for block b. The blocks are shared
+    out in turn among as many tasks as there are threads (at most one per
+    block), and each task's blocks reuse one scratch, the task's ``wo[L +
+    3]`` entries of ``work``, which then stays in the core's cache (a
+    scratch per block put every block's activations in memory on one
+    thread). Every scratch is written before it is read, so a block's
+    arithmetic does not depend on which task ran it. Returns the rows' loss,
+    the blocks' losses summed in block order."""
     P = params.shape[0]
     wb = wo[sizes.shape[0] + 2]
     nb = (m + rows - 1) // rows
-    for b in prange(nb):
-        i = np.int64(b)  # signed: offsets into the batch stay integers
-        r0 = i * rows
-        losses[b] = _block_gradient(forward, loss, backward, X, y, Y, w, order, start + r0,
-                                    min(rows, m - r0), params, sizes, offs, act, output, scale,
-                                    work[i * wb : (i + 1) * wb], wo, slots[i * P : (i + 1) * P])
+    tasks = max(1, min(nb, _threads_now()))
+    for t in prange(tasks):
+        scratch = work[np.int64(t) * wb : (np.int64(t) + 1) * wb]
+        for b in range(np.int64(t), nb, tasks):  # signed: offsets into the batch stay integers
+            r0 = b * rows
+            losses[b] = _block_gradient(forward, loss, backward, X, y, Y, w, order, start + r0,
+                                        min(rows, m - r0), params, sizes, offs, act, output,
+                                        scale, scratch, wo, slots[b * P : (b + 1) * P])
     total = 0.0
     for b in range(nb):
         total += losses[b]
