@@ -26,7 +26,7 @@ from numba.core import types
 from numba.core.typing.typeof import Purpose
 
 from ._setup import BY_ADDRESS, INLINE, JIT, ByAddress
-from .activations import _act_backward_sums, _one_unit_backward
+from .activations import _act_backward_sums
 from .layout import _block, _first_gradient, _input_block, _weights
 from .network import _forward_rows
 from .optimisers import _update_span
@@ -85,17 +85,9 @@ def _block_backward(X, order, start, m, params, sizes, offs, act, work, wo, G):
     """Backward pass of the m rows ``_row(order, start, i)`` from the output
     delta that ``_block_loss`` left in their scratch ``work``: per layer from
     the top, its weights' gradient and the bias gradient and delta of the
-    layer below, into ``G`` (a whole parameter vector); the three in one
-    pass for a layer of one unit (``_one_unit_backward``)."""
+    layer below, into ``G`` (a whole parameter vector)."""
     L = sizes.shape[0] - 1
     for l in range(L - 1, -1, -1):
-        if l > 0 and sizes[l + 1] == 1:  # one unit (a single output): one fused pass
-            _one_unit_backward(_block(work, wo, l, m, sizes[l]), _delta(work, wo, sizes, m, l),
-                               _weights(params, sizes, offs, l)[0], act,
-                               _delta(work, wo, sizes, m, l - 1),
-                               _weights(G, sizes, offs, l)[0].reshape(sizes[l]),
-                               _weights(G, sizes, offs, l - 1)[1])
-            continue
         _layer_gradient(X, order, start, m, sizes, work, wo, l,
                         _weights(G, sizes, offs, l)[0])
         if l > 0:

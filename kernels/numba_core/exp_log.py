@@ -169,14 +169,17 @@ def _tanh32(v):
 
 
 @njit(**INLINE)
-def _softplus(v):
-    """log(1 + exp(v)) in float64, finite for any finite v: max(v, 0) +
-    log1p(e), e = exp(-|v|), with log1p(e) = log(c) + (e - (c - 1)) / c, c =
-    1 + e (the rounding of c corrected); branch-free, where a call of the C
-    library's log1p costs more than the rest of a row's output."""
+def _sigmoid_softplus(v):
+    """(sigmoid(v), softplus(v) = log(1 + exp(v))) in float64, finite for
+    any finite v, from one exp: e = exp(-|v|), c = 1 + e, sigmoid(v) = 1 / c
+    (v >= 0) or e / c, softplus(v) = max(v, 0) + log1p(e) with log1p(e) =
+    log(c) + (e - (c - 1)) / c (the rounding of c corrected). Branch-free,
+    where a call of the C library's log1p cost more than the rest of a row's
+    output; inlined, so that a loop over it vectorises."""
     e = _exp(-abs(v), np.bool_(False))
     c = 1.0 + e
-    return max(v, 0.0) + (_log64(c) + (e - (c - 1.0)) / c)
+    inv = 1.0 / c
+    return (1.0 if v >= 0 else e) * inv, max(v, 0.0) + (_log64(c) + (e - (c - 1.0)) * inv)
 
 
 def _in_precision(name, doc, f32, f64):

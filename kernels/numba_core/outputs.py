@@ -7,7 +7,7 @@ from numba import njit
 
 from ..codes import LOGISTIC, SOFTMAX, SQUARED
 from ._setup import ENTRY, JIT, U
-from .exp_log import _exp, _sigmoid, _softplus
+from .exp_log import _exp, _sigmoid_softplus
 from .products import _flat
 
 
@@ -135,24 +135,23 @@ def output_rows(Z, y, Y, w, order, start, scale, output, D):
 @njit(**JIT)
 def _logistic_rows(z, t, w, order, start, m, k, scale, d):
     """``output_rows`` for the logistic output, in three passes over the m
-    rows' k logits z, so that the exps and the log run over all of them in
-    loops that vectorise (a row of one logit, the binary classifier's, leaves
+    rows' k logits z, so that the exp and the log run over all of them in a
+    loop that vectorises (a row of one logit, the binary classifier's, leaves
     nothing to vectorise in a pass per row): the targets into d; each logit's
     loss, softplus(v) - t v, into d and its sigmoid into z; then the rows'
-    weighted loss sums, and the delta (sigmoid - t) * w * ``scale`` into d. Returns the weighted sum of the row losses (float64)."""
-    f32 = z.itemsize == 4
+    weighted loss sums, and the delta (sigmoid - t) * w * ``scale`` into d.
+    Returns the weighted sum of the row losses (float64)."""
     ku = U(k)
     weighted = w.shape[0] > 0
     for i in range(U(m)):
         to = U(_row(order, start, i)) * ku
         for j in range(ku):
             d[i * ku + j] = t[to + j]
-    n = U(m) * ku
-    for f in range(n):  # two loops: LLVM inlines, and so vectorises, each alone
+    for f in range(U(m) * ku):
         v = np.float64(z[f])
-        d[f] = _softplus(v) - np.float64(d[f]) * v
-    for f in range(n):
-        z[f] = _sigmoid(np.float64(z[f]), f32)
+        p, softplus = _sigmoid_softplus(v)
+        d[f] = softplus - np.float64(d[f]) * v
+        z[f] = p
     total = 0.0
     for i in range(U(m)):
         r = _row(order, start, i)
@@ -173,7 +172,6 @@ def _target_row(z, zo, d, do, t, to, k, ws, output):
     the k logits at z[zo:] are replaced by the output, the delta (output -
     target) * ws goes to d[do:], the targets being t[to:]; returns the row's
     loss in float64."""
-    f32 = z.itemsize == 4
     row = 0.0
     for j in range(k):
         v = np.float64(z[zo + j])
@@ -182,8 +180,8 @@ def _target_row(z, zo, d, do, t, to, k, ws, output):
             p = v
             row += 0.5 * (v - tv) * (v - tv)
         elif output == LOGISTIC:
-            p = _sigmoid(v, f32)
-            row += _softplus(v) - tv * v
+            p, softplus = _sigmoid_softplus(v)
+            row += softplus - tv * v
         else:  # POISSON
             p = _exp(v, np.bool_(False))
             row += (tv * np.log(tv) if tv > 0 else 0.0) - tv * v - tv + p

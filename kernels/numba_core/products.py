@@ -87,14 +87,23 @@ def gemm_tn(A, B, C):
 
 @njit(**JIT)
 def gemm_nt(A, B, C):
-    """C = A @ B.T."""
+    """C = A @ B.T; an outer product (k = 1: the delta below a layer of one
+    unit, a binary classifier's output) is a plain loop at any size, 2x as
+    fast as BLAS's kernel for it (0.7 against 1.5 ms for 100,000 x 1 x 64,
+    float64, AMD EPYC)."""
     m, k = A.shape
     n = B.shape[0]
-    if m * n * k > SMALL_GEMM:
+    if m * n * k > SMALL_GEMM and k > 1:
         gemm(False, True, m, n, k, A, B, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
     ku, nu = U(k), U(n)
+    if k == 1:  # the same products as BLAS's: one rounding each
+        for i in range(U(m)):
+            av, ci = a[i], i * nu
+            for j in range(nu):
+                c[ci + j] = av * b[j]
+        return
     for i in range(U(m)):
         ai = i * ku
         for j in range(nu):
