@@ -133,4 +133,3 @@ def _act_backward_sums(A, G, act, gb):
         else:
             for j in range(nu):
                 gb[j] += g[row + j]
-
