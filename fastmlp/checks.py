@@ -162,9 +162,14 @@ def check_X(X, dtype, n_features=None, name="X"):
                 out = np.ascontiguousarray(X, dtype=dtype)
         flat = out.reshape(-1)
         with np.errstate(over="ignore", invalid="ignore"):
-            # a NaN or inf makes the sum of squares NaN or inf; a finite one
-            # proves every value finite (an overflow goes the full way below)
-            if np.isfinite(np.dot(flat, flat)):
+            # a NaN or inf makes the sum of squares (float32: OpenBLAS's sdot, one
+            # thread) or the sum (float64: OpenBLAS's ddot runs on its threads,
+            # which then spin for a while and took a core from the row-block
+            # kernels' threads: a float64 seed-pulsar epoch at 0.2x its one-thread
+            # speed) NaN or inf; a finite one proves every value finite (an
+            # overflow goes the full way below)
+            total = np.dot(flat, flat) if flat.dtype == np.float32 else np.add.reduce(flat)
+            if np.isfinite(total):
                 return out
     if hasattr(X, "to_numpy") and callable(X.to_numpy) and _numeric_columns(X):
         # pandas with nullable (Int64, Float64, boolean) or mixed numeric columns:
