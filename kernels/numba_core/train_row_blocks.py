@@ -17,10 +17,9 @@ import types as pytypes
 
 import numpy as np
 from numba import njit, prange
-from numba.np.ufunc.parallel import _iget_num_threads
 
 from .. import blocks
-from ..config import UPDATE_CHUNK
+from ..config import BLOCK_MAX, UPDATE_CHUNK
 from ._setup import ENTRY, JIT, PARALLEL, REDUCE, U
 from .block_gradient import _block_gradient, _span_update, _with_by_address
 from .layout import _input_rows, _layers, _n_rows, _offsets
@@ -39,11 +38,16 @@ def _renamed(fn, name, namespace=None):
     return g
 
 
-#: numba's thread count for the calling thread, in compiled code: numba's
-#: intrinsic, which calls its threading layer's function by name (what numba
-#: compiles into every ``prange`` loop), where ``numba.get_num_threads`` holds
-#: a pointer that keeps a kernel out of the cache.
-_threads_now = _iget_num_threads
+try:
+    #: numba's thread count for the calling thread, in compiled code: numba's
+    #: intrinsic, which calls its threading layer's function by name (what numba
+    #: compiles into every ``prange`` loop), where ``numba.get_num_threads``
+    #: holds a pointer that keeps a kernel out of the cache.
+    from numba.np.ufunc.parallel import _iget_num_threads as _threads_now
+except ImportError:  # a numba without it: a task per block, each with its own scratch
+    @njit(**JIT)
+    def _threads_now():
+        return BLOCK_MAX
 
 
 @njit(**JIT)
