@@ -128,6 +128,37 @@ def test_lbfgs_evaluations_call_the_workers_holders_not_tasks(client, monkeypatc
     _assert_same(held, recomputed, 0)
 
 
+def test_holder_runs_a_call_on_the_event_loop_after_a_short_one(client):
+    """A holder's call runs in a thread of its own, or on the worker's event
+    loop where its previous call took at most ``INLINE_SECONDS``; either way
+    on each of its blocks, in order."""
+    import threading
+
+    from fastmlp.dask.tasks import BlockHolder
+
+    async def loop_thread():
+        return threading.get_ident()
+
+    def where(block, pause):  # pickled by value: the workers cannot import this module
+        time.sleep(pause)
+        return block, threading.get_ident()
+
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    loop = client.run(loop_thread, workers=[worker])[worker]
+    with client.as_current():
+        holder = client.submit(BlockHolder, "a", "b", actor=True, workers=[worker],
+                               pure=False).result()
+        long = 2 * BlockHolder.INLINE_SECONDS
+        calls = [holder.each(where, pause).result() for pause in (0.0, long, 0.0, 0.0)]
+    for call in calls:
+        assert [block for block, _ in call] == ["a", "b"]
+    threads = [call[0][1] for call in calls]
+    assert threads[0] != loop  # the first call: in a thread
+    assert threads[1] == loop  # after a short call: on the event loop, though long itself
+    assert threads[2] != loop  # after a long call: in a thread
+    assert threads[3] == loop
+
+
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])
 def test_recomputing_blocks_each_round_gives_the_same_model(client, solver):
     """persist=False: a task per block (a chain of them per shard for Adam)
