@@ -179,10 +179,11 @@ class BlockHolder:
 
     #: The longest call after which the next runs on the event loop.
     INLINE_SECONDS = 0.1
+    #: Whether the next call runs on the event loop (the last one was short).
+    inline = False
 
     def __init__(self, *blocks):
         self.blocks = blocks
-        self.inline = False
 
     async def each(self, function, *args):
         start = time.perf_counter()
