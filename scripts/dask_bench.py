@@ -476,11 +476,6 @@ def _ddp_worker(rank, world, path, epochs, result):
     dist.destroy_process_group()
 
 
-def _lbfgs_data():
-    """The asv suite's L-BFGS data (``benchmarks.training.lbfgs_data``), seed 5."""
-    return lbfgs_data(seed=5)
-
-
 def _lbfgs_model(iterations=LBFGS_ITERATIONS):
     from fastmlp.sklearn import MLPClassifier
 
@@ -510,7 +505,7 @@ def lbfgs_table(repeats):
     from fastmlp.dask import DataParallel
 
     warnings.simplefilter("ignore")
-    X, y = _lbfgs_data()
+    X, y = lbfgs_data(seed=5)  # the asv suite's recipe, its own draw
     out = []  # (setting, whole fit s, s per iteration, iterations, final loss)
     for n_threads in (1, None):
         fits = [_timed(lambda: _lbfgs_model(iters).set_params(n_threads=n_threads).fit(X, y),
