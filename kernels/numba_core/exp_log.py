@@ -168,20 +168,6 @@ def _tanh32(v):
     return t if v >= f(0.0) else -t
 
 
-@njit(**INLINE)
-def _sigmoid_softplus(v):
-    """(sigmoid(v), softplus(v) = log(1 + exp(v))) in float64, finite for
-    any finite v, from one exp: e = exp(-|v|), c = 1 + e, sigmoid(v) = 1 / c
-    (v >= 0) or e / c, softplus(v) = max(v, 0) + log1p(e) with log1p(e) =
-    log(c) + (e - (c - 1)) / c (the rounding of c corrected). Branch-free,
-    where a call of the C library's log1p cost more than the rest of a row's
-    output; inlined, so that a loop over it vectorises."""
-    e = _exp(-abs(v), np.bool_(False))
-    c = 1.0 + e
-    inv = 1.0 / c
-    return (1.0 if v >= 0 else e) * inv, max(v, 0.0) + (_log64(c) + (e - (c - 1.0)) * inv)
-
-
 def _in_precision(name, doc, f32, f64):
     """A function of one float that numba compiles to ``f32`` for a float32
     argument and to ``f64`` otherwise, inlined where it is called."""
@@ -208,3 +194,18 @@ _sigmoid_t = _in_precision("_sigmoid_t", "The sigmoid in x's own precision.",
                            lambda x: _sigmoid(x, np.bool_(False)))
 _tanh_t = _in_precision("_tanh_t", "tanh in x's own precision.",
                         lambda x: _tanh32(x), lambda x: _tanh(x, np.bool_(False)))
+
+
+@njit(**INLINE)
+def _sigmoid_softplus(v, one):
+    """(sigmoid(v), softplus(v) = log(1 + exp(v))) in the precision of v and
+    ``one`` (1 in v's type), finite for any finite v, from one exp: e =
+    exp(-|v|), c = 1 + e, sigmoid(v) = 1 / c (v >= 0) or e / c, softplus(v)
+    = max(v, 0) + log1p(e) with log1p(e) = log(c) + (e - (c - 1)) / c (the
+    rounding of c corrected). Branch-free, where a call of the C library's
+    log1p cost more than the rest of a row's output; inlined, so that a loop
+    over it vectorises (float32 at twice float64's width)."""
+    e = _exp_t(-abs(v))
+    c = one + e
+    inv = one / c
+    return (one if v >= 0 else e) * inv, max(v, one - one) + (_log_t(c) + (e - (c - one)) * inv)

@@ -149,7 +149,7 @@ def _logistic_rows(z, t, w, order, start, m, k, scale, d):
             d[i * ku + j] = t[to + j]
     for f in range(U(m) * ku):
         v = np.float64(z[f])
-        p, softplus = _sigmoid_softplus(v)
+        p, softplus = _sigmoid_softplus(v, 1.0)
         d[f] = softplus - np.float64(d[f]) * v
         z[f] = p
     total = 0.0
@@ -180,7 +180,7 @@ def _target_row(z, zo, d, do, t, to, k, ws, output):
             p = v
             row += 0.5 * (v - tv) * (v - tv)
         elif output == LOGISTIC:
-            p, softplus = _sigmoid_softplus(v)
+            p, softplus = _sigmoid_softplus(v, 1.0)
             row += softplus - tv * v
         else:  # POISSON
             p = _exp(v, np.bool_(False))

@@ -10,7 +10,7 @@ from numba import njit
 from ..codes import RELU, SIGMOID, SOFTMAX, TANH
 from ._setup import BY_ADDRESS, INLINE, INLINE_REDUCE, JIT, REDUCE, U
 from .activations import _act_span
-from .exp_log import _exp_t, _log_t
+from .exp_log import _exp_t, _log_t, _sigmoid_softplus
 from .outputs import output_rows
 from .products import _flat
 
@@ -159,13 +159,12 @@ def _columns_softmax(y, w, rows, scale, k, block, work, zo, r0, r1):
 @njit(**JIT)
 def _columns_binary(y, w, rows, scale, block, work, zo, r0, r1):
     """``_columns_softmax`` for two classes: with v = z[other] - z[label], the
-    loss is softplus(v) = max(v, 0) + log1p(e), e = exp(-|v|), and the delta
-    ws * sigmoid(v) for the other class, its negative for the label. One exp
-    and one log per row and one vectorised pass, where the general form takes
-    two exps, a log and a dozen passes; log1p(e) is log(c) + (e - (c - 1)) /
-    c with c = 1 + e (the rounding of c corrected). Scratch: row vectors at
-    r0 (1 where the label is class 0), r0 + block (the row's weight times
-    ``scale``) and r1 (the rows' losses)."""
+    loss is softplus(v) and the delta ws * sigmoid(v) for the other class, its
+    negative for the label, both from one exp and one log
+    (``_sigmoid_softplus``, in the block's precision) in one vectorised pass,
+    where the general form takes two exps, a log and a dozen passes. Scratch:
+    row vectors at r0 (1 where the label is class 0), r0 + block (the row's
+    weight times ``scale``) and r1 (the rows' losses)."""
     nb = U(rows.shape[0])
     bu = U(block)
     dt = work.dtype.type
@@ -179,11 +178,9 @@ def _columns_binary(y, w, rows, scale, block, work, zo, r0, r1):
         one = work[first + i] != dt(0.0)
         a, b = work[zo + i], work[z1 + i]
         v = b - a if one else a - b
-        e = _exp_t(-abs(v))
-        c = dt(1.0) + e
-        inv = dt(1.0) / c
-        work[r1 + i] = max(v, dt(0.0)) + (_log_t(c) + (e - (c - dt(1.0))) * inv)
-        q = work[ws + i] * ((dt(1.0) if v >= dt(0.0) else e) * inv)
+        p, loss = _sigmoid_softplus(v, dt(1.0))
+        work[r1 + i] = loss
+        q = work[ws + i] * p
         work[zo + i] = -q if one else q
         work[z1 + i] = q if one else -q
     return _weighted_sum(work, r1, w, rows)
