@@ -114,7 +114,8 @@ UPDATE_CHUNK = 1 << 11
 #: kernel that calls them, takes (AMD EPYC, numba 0.68; any other function:
 #: 1): how ``numba_core.parallel_compile`` shares a first call's compiles
 #: between processes. Only the relative sizes matter.
-COMPILE_COST = {"_forward_rows": 3.5, "_block_loss": 2.6, "_block_backward": 2.4,
+COMPILE_COST = {"_forward_rows": 3.5, "_block_loss_softmax": 1.5,
+                "_block_loss_targets": 2.0, "_block_backward": 2.4,
                 "_columns_block": 9.0, "_update_span": 0.8, "_train_epoch_by": 2.0,
                 "train_blocks": 3.8, "train_blocks_serial": 3.0, "train_columns": 3.0,
                 "train_columns_serial": 2.0, "loss_gradient_blocks": 3.5,

@@ -141,8 +141,8 @@ def test_ensure_fresh_rebuilds_every_compiled_function_of_the_core():
     assert rebuilt[-1] is numba_core._frozen is record._frozen
     names = {d.py_func.__name__ for d in rebuilt}
     assert {"train_blocks_serial", "_rows_pass_serial", "rows_plan", "_train_epoch_by",
-            "_block_loss", "_block_backward", "_update_span", "_target_row",
-            "_act_span"} <= names
+            "_block_loss_softmax", "_block_loss_targets", "_block_backward", "_update_span",
+            "_target_row", "_act_span"} <= names
     assert {n for n in vars(record) if not n.startswith("__")} == {"njit", "ENTRY", "freshness",
                                                                     "_frozen"}
 
@@ -194,7 +194,8 @@ else:  # a relu network, dense input, hidden layer wider than NARROW
         # train_epoch and train_blocks call the compiled _train_epoch_by and
         # _train_blocks_by, and the block's loss pass (where the loss is) by
         # address: compiled on its own
-        dispatchers = [core._train_epoch_by, core._train_blocks_by, core._block_loss]
+        dispatchers = [core._train_epoch_by, core._train_blocks_by,
+                       core._block_loss_targets]
         got = []
         for kernel in (core.train_epoch, core.train_blocks):
             p, zeros = params.copy(), np.zeros_like(params)

@@ -232,7 +232,7 @@ FIT_CHILD = textwrap.dedent('''
     pc._start = spy
     weights = first_fit_weights()
     roots = {d.py_func.__name__: d for d in (
-        network._forward_rows, block_gradient._block_loss, block_gradient._block_backward,
+        network._forward_rows, block_gradient._block_loss_softmax, block_gradient._block_backward,
         optimisers._update_span, train_row_blocks._train_blocks_by)}
     print(json.dumps({
         "weights": weights,
@@ -253,7 +253,7 @@ def test_a_first_fit_compiled_by_helpers_trains_the_same_model(tmp_path):
     child = json.loads(out.stdout.strip().splitlines()[-1])
     # the row-block kernel, its three passes and the update: the cache lacked all five
     assert child["started"], "no helper was started"
-    assert set(child["started"]) < {"_forward_rows", "_block_loss", "_block_backward",
+    assert set(child["started"]) < {"_forward_rows", "_block_loss_softmax", "_block_backward",
                                     "_update_span", "train_blocks"}
     for name in child["started"]:
         assert child["hits"][name] == 1  # loaded from what a helper compiled

@@ -39,14 +39,14 @@ numba's threads cannot run (``parallel_ok``). ``train_epoch``,
 ``train_blocks``, ``train_columns`` and ``loss_gradient_blocks`` are Python
 functions over compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...)
 to which they pass the forward, loss and backward passes of a block of
-rows (``_forward_rows``, ``_block_loss``, ``_block_backward``) or of a
-feature-major block (``_columns_block``) and/or the optimiser's update of a
-span of parameters, ``_update_span``, by address (``block_gradient.py``,
-``_setup.ByAddress``): each is compiled once into machine code of its own
-rather than again into every function that calls it. Their types are known
-before any is compiled, so a first call compiles them side by side, in
-helper processes where numba caches on disk (``parallel_compile``; the
-README's "Compile time of a first fit").
+rows (``_forward_rows``, ``_block_loss_softmax`` or ``_block_loss_targets``,
+``_block_backward``) or of a feature-major block (``_columns_block``)
+and/or the optimiser's update of a span of parameters, ``_update_span``, by
+address (``block_gradient.py``, ``_setup.ByAddress``): each is compiled
+once into machine code of its own rather than again into every function
+that calls it. Their types are known before any is compiled, so a first
+call compiles them side by side, in helper processes where numba caches
+on disk (``parallel_compile``; the README's "Compile time of a first fit").
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
 signed computed index (``a[o + j]``) makes numba emit a wraparound select that
@@ -85,7 +85,7 @@ from .outputs import log_softmax, output_rows, softmax
 from .products import column_sums, gemm_nn, gemm_nt, gemm_tn, sum_squares
 from .record import _frozen
 from .thread_safety import parallel_ok, threading_layer
-from .block_gradient import _block_backward, _block_loss
+from .block_gradient import _block_backward, _block_loss_softmax, _block_loss_targets
 from .train_batches import _train_epoch_by, train_epoch
 from .train_full_batch import loss_gradient
 from .train_row_blocks import (_loss_gradient_blocks_by, _loss_gradient_blocks_serial_by,

@@ -2,7 +2,8 @@
 by address.
 
 A block's gradient (``_block_gradient``) is its forward pass
-(``network._forward_rows``), its loss and output delta (``_block_loss``),
+(``network._forward_rows``), its loss and output delta
+(``_block_loss_softmax``, or ``_block_loss_targets`` for the other outputs),
 then its backward pass (``_block_backward``, with the backward steps it
 shares with ``loss_gradient``). numba links the machine code of every
 compiled callee into each caller and optimises and compiles it there again;
@@ -25,12 +26,13 @@ from numba import njit, typeof
 from numba.core import types
 from numba.core.typing.typeof import Purpose
 
+from ..codes import SOFTMAX
 from ._setup import BY_ADDRESS, INLINE, JIT, ByAddress
 from .activations import _act_backward_sums
 from .layout import _block, _first_gradient, _input_block, _weights
 from .network import _forward_rows
 from .optimisers import _update_span
-from .outputs import output_rows
+from .outputs import softmax_rows, target_rows
 from .parallel_compile import compile_all
 from .products import _read_only, column_sums, gemm_nt, gemm_tn
 from .train_columns import _columns_block
@@ -65,25 +67,44 @@ def _delta_below(params, sizes, offs, act, work, wo, m, l, gb_below):
     _act_backward_sums(_block(work, wo, l, m, sizes[l]), nxt, act, gb_below)
 
 
+@njit(**INLINE)
+def _output_blocks(sizes, m, work, wo, G, offs):
+    """The m rows' output block (their logits, from ``_forward_rows``), their
+    output delta's block and the output bias's gradient in ``G``."""
+    L = sizes.shape[0] - 1
+    return (_block(work, wo, L, m, sizes[L]), _delta(work, wo, sizes, m, L - 1),
+            _weights(G, sizes, offs, L - 1)[1])
+
+
 @njit(**BY_ADDRESS)
-def _block_loss(y, Y, w, order, start, m, sizes, offs, output, scale, work, wo, G):
+def _block_loss_softmax(y, Y, w, order, start, m, sizes, offs, output, scale, work, wo, G):
     """Loss and output delta of the m rows ``_row(order, start, i)`` whose
     forward pass (``_forward_rows``) is in their scratch ``work`` (laid out by
-    ``wo``): the output layer's delta (times ``scale``) into its block of
-    ``work``, its column sums (the output bias's gradient) into ``G``. Returns
-    the rows' weighted loss (float64)."""
-    L = sizes.shape[0] - 1
-    out = _block(work, wo, L, m, sizes[L])
-    D = _delta(work, wo, sizes, m, L - 1)
-    loss = output_rows(out, y, Y, w, order, start, scale, output, D)
-    column_sums(D, _weights(G, sizes, offs, L - 1)[1])
+    ``wo``), under the softmax output: the output layer's delta (times
+    ``scale``) into its block of ``work``, its column sums (the output bias's
+    gradient) into ``G``. Returns the rows' weighted loss (float64). The
+    other outputs have a pass of their own, ``_block_loss_targets``, so that
+    a first fit compiles only its own output's loss."""
+    out, D, gb = _output_blocks(sizes, m, work, wo, G, offs)
+    loss = softmax_rows(out, y, w, order, start, scale, D)
+    column_sums(D, gb)
+    return loss
+
+
+@njit(**BY_ADDRESS)
+def _block_loss_targets(y, Y, w, order, start, m, sizes, offs, output, scale, work, wo, G):
+    """``_block_loss_softmax`` for the outputs with targets (squared,
+    logistic, poisson: ``output``)."""
+    out, D, gb = _output_blocks(sizes, m, work, wo, G, offs)
+    loss = target_rows(out, Y, w, order, start, scale, output, D)
+    column_sums(D, gb)
     return loss
 
 
 @njit(**BY_ADDRESS)
 def _block_backward(X, order, start, m, params, sizes, offs, act, work, wo, G):
     """Backward pass of the m rows ``_row(order, start, i)`` from the output
-    delta that ``_block_loss`` left in their scratch ``work``: per layer from
+    delta that the loss pass left in their scratch ``work``: per layer from
     the top, its weights' gradient and the bias gradient and delta of the
     layer below, into ``G`` (a whole parameter vector)."""
     L = sizes.shape[0] - 1
@@ -100,8 +121,9 @@ def _block_gradient(forward, loss, backward, X, y, Y, w, order, start, m, params
                     act, output, scale, work, wo, G):
     """Forward, loss and backward of the m rows ``_row(order, start, i)``
     with their own scratch ``work``, by ``forward`` (``_forward_rows``),
-    ``loss`` (``_block_loss``) and ``backward`` (``_block_backward``), called
-    by address; the gradient of their loss times ``scale`` into ``G``.
+    ``loss`` (``_block_loss_softmax`` or ``_block_loss_targets``) and
+    ``backward`` (``_block_backward``), called by address; the gradient of
+    their loss times ``scale`` into ``G``.
     Returns the rows' weighted loss. The scalars are cast to the exact types
     of the passes' signatures (a call by address converts none)."""
     L = sizes.shape[0] - 1
@@ -128,8 +150,8 @@ def _span_update(update, params, grads, state1, state2, offs, c0, c1, solver, lr
 #: The type of the row order a kernel without ``order`` makes (rows in their own order).
 _OWN_ORDER = typeof(np.empty(0, dtype=np.int64))
 _INDEX = types.Array(types.int64, 1, "C")
-#: ``_forward_rows``, ``_block_loss`` and ``_block_backward`` by address, three
-#: per signature met.
+#: ``_forward_rows``, the loss pass and ``_block_backward`` by address, three
+#: per signature and kind of output (softmax or not) met.
 _BLOCK_PASSES = {}
 #: ``_columns_block`` by address, one per signature met.
 _COLUMNS_BLOCKS = {}
@@ -150,34 +172,39 @@ def _type_key(a):
     return a.dtype, a.ndim, a.flags.num & _TYPE_FLAGS
 
 
-def _for_types(found, args, make):
+def _for_types(found, args, make, *extra):
     """What ``make`` makes from the numba types of ``args`` (arrays, tuples of
-    arrays, or None: the kernel's own row order), kept in ``found`` by what
-    those types depend on."""
-    key = tuple(None if a is None else _type_key(a) for a in args)
+    arrays, or None: the kernel's own row order) and the values ``extra``,
+    kept in ``found`` by what those types depend on and those values."""
+    key = tuple(None if a is None else _type_key(a) for a in args) + extra
     made = found.get(key)
     if made is None:
-        made = found[key] = make(*(_OWN_ORDER if a is None else typeof(a) for a in args))
+        made = found[key] = make(*(_OWN_ORDER if a is None else typeof(a) for a in args),
+                                 *extra)
     return made
 
 
-def _block_passes_for(X, y, Y, w, order, params, sizes):
-    """``_forward_rows``, ``_block_loss`` and ``_block_backward`` for the
-    types of these arguments (and of the scratch the kernels slice for them),
-    by address (bound before their first call: ``_prepare``); ``order`` None:
-    the kernel's own row order."""
-    return _for_types(_BLOCK_PASSES, (X, y, Y, w, order, params, sizes), _block_passes)
+def _block_passes_for(X, y, Y, w, order, params, sizes, output):
+    """``_forward_rows``, the loss pass of ``output`` and ``_block_backward``
+    for the types of these arguments (and of the scratch the kernels slice
+    for them), by address (bound before their first call: ``_prepare``);
+    ``order`` None: the kernel's own row order."""
+    return _for_types(_BLOCK_PASSES, (X, y, Y, w, order, params, sizes), _block_passes,
+                      bool(output == SOFTMAX))
 
 
-def _block_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t):
-    """The three passes for arguments of these numba types (unbound)."""
+def _block_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t, softmax):
+    """The three passes for arguments of these numba types (unbound), the
+    loss pass of the softmax output or of the others. Both loss passes have
+    one signature: a kernel is compiled once for either."""
     vector = types.Array(params_t.dtype, 1, "C")
     i = types.int64
     forward = ByAddress(_forward_rows, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i, i,
                                         vector, _INDEX, types.Array(params_t.dtype, 2, "C")),
                         types.none)
-    loss = ByAddress(_block_loss, (y_t, Y_t, w_t, order_t, i, i, sizes_t, _INDEX, i,
-                                   types.float64, vector, _INDEX, vector), types.float64)
+    loss = ByAddress(_block_loss_softmax if softmax else _block_loss_targets,
+                     (y_t, Y_t, w_t, order_t, i, i, sizes_t, _INDEX, i, types.float64, vector,
+                      _INDEX, vector), types.float64)
     backward = ByAddress(_block_backward, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i,
                                            vector, _INDEX, vector), types.none)
     return forward, loss, backward
@@ -237,7 +264,7 @@ def _with_by_address(compiled, name=None):
     ``compiled``, a training kernel whose last arguments are a block's
     forward, loss and backward passes, or a feature-major block's, and/or the
     update of a span of parameters (``_BY_ADDRESS``): it takes the other
-    arguments and passes ``_forward_rows``, ``_block_loss`` and
+    arguments and passes ``_forward_rows``, the loss pass of its output and
     ``_block_backward``, or ``_columns_block``, and/or ``_update_span`` by
     address for their types. Called by address, each (with all it calls) is
     compiled once, into its own machine code, instead of again into every
@@ -247,7 +274,7 @@ def _with_by_address(compiled, name=None):
     names = [p.name for p in parameters]
     taken = [n for n in names if n in _BY_ADDRESS]
     parameters = parameters[: len(parameters) - len(taken)]
-    at = {n: names.index(n) for n in ("params", "sizes")}
+    at = {n: names.index(n) for n in ("params", "sizes", "output") if n in names}
     own_order = "order" not in names
     passes, columns, update = ("backward" in taken, "columns" in taken, "update" in taken)
 
@@ -257,7 +284,8 @@ def _with_by_address(compiled, name=None):
         if passes:
             X, y, Y, w = args[:4]
             order = None if own_order else args[4]
-            found = _block_passes_for(X, y, Y, w, order, params, args[at["sizes"]])
+            found = _block_passes_for(X, y, Y, w, order, params, args[at["sizes"]],
+                                      args[at["output"]])
         if columns:
             found = (_columns_block_for(*args[:5], params, args[at["sizes"]]),)
         if update:

@@ -103,28 +103,43 @@ def output_rows(Z, y, Y, w, order, start, scale, output, D):
     - poisson: sum(t log t - t z - t + exp(z)), the Poisson deviance
       y log(y / p) - y + p at p = exp(z) (0 log 0 = 0).
     """
+    if output == SOFTMAX:
+        return softmax_rows(Z, y, w, order, start, scale, D)
+    return target_rows(Z, Y, w, order, start, scale, output, D)
+
+
+@njit(**JIT)
+def softmax_rows(Z, y, w, order, start, scale, D):
+    """``output_rows`` for the softmax output."""
     m, k = Z.shape
     z, d = _flat(Z), _flat(D)
     weighted = w.shape[0] > 0
-    f32 = Z.itemsize == 4
     total = 0.0
-    if output == SOFTMAX:
-        _shift_exp(z, z, d, 0, m, k)  # d holds z - max for now
-        for i in range(m):
-            r = _row(order, start, i)
-            base = i * k
-            label = base + y[r]
-            wr = w[r] if weighted else 1.0
-            total += wr * (_normalise(z, base, k) - d[label])
-            p_label = np.float64(z[label])
-            ws = wr * scale
-            for j in range(base, base + k):
-                d[j] = z[j] * ws
-            d[label] = (p_label - 1.0) * ws
-        return total
-    t = _flat(Y)
+    _shift_exp(z, z, d, 0, m, k)  # d holds z - max for now
+    for i in range(m):
+        r = _row(order, start, i)
+        base = i * k
+        label = base + y[r]
+        wr = w[r] if weighted else 1.0
+        total += wr * (_normalise(z, base, k) - d[label])
+        p_label = np.float64(z[label])
+        ws = wr * scale
+        for j in range(base, base + k):
+            d[j] = z[j] * ws
+        d[label] = (p_label - 1.0) * ws
+    return total
+
+
+@njit(**JIT)
+def target_rows(Z, Y, w, order, start, scale, output, D):
+    """``output_rows`` for the outputs with a target row per row: squared,
+    logistic and poisson."""
+    m, k = Z.shape
+    z, d, t = _flat(Z), _flat(D), _flat(Y)
     if output == LOGISTIC:
         return _logistic_rows(z, t, w, order, start, m, k, scale, d)
+    weighted = w.shape[0] > 0
+    total = 0.0
     for i in range(m):
         r = _row(order, start, i)
         wr = w[r] if weighted else 1.0

@@ -7,7 +7,7 @@ globals in which every pass of ``_PASSES`` is replaced by its serial twin.
 The public kernels (and their twins) are Python functions over the compiled
 ``_train_blocks_by``, ``_train_columns_by`` and ``_loss_gradient_blocks_by``:
 they add a block's forward, loss and backward passes (``_forward_rows``,
-``_block_loss``, ``_block_backward``) or a feature-major block's
+the loss pass, ``_block_backward``) or a feature-major block's
 (``_columns_block``), and/or the update of a span of parameters,
 ``_update_span``, as arguments that the compiled code calls by address
 (``block_gradient._with_by_address``).
