@@ -75,8 +75,9 @@ INLINE_REDUCE = dict(REDUCE, inline="always")
 #: OpenBLAS 0.3.30, one thread); below it both take about 0.1 us.
 SMALL_GEMM = 1 << 6
 
-#: Rows narrower than this are handled in two passes (bias, then f over the
-#: whole block) so that the activation's loop is long enough to vectorise.
+#: ReLU rows narrower than this are handled in two passes (bias, then f over
+#: the whole block) so that the activation's loop is long enough to vectorise
+#: (the other activations always are: ``activations.bias_act_rows``).
 NARROW = 16
 
 #: Rows of one forward pass in ``predict``: bounds the scratch memory.
@@ -114,9 +115,9 @@ UPDATE_CHUNK = 1 << 11
 #: kernel that calls them, takes (AMD EPYC, numba 0.68; any other function:
 #: 1): how ``numba_core.parallel_compile`` shares a first call's compiles
 #: between processes. Only the relative sizes matter.
-COMPILE_COST = {"_forward_rows": 3.5, "_block_loss_softmax": 1.5,
-                "_block_loss_targets": 2.0, "_block_backward": 2.4,
+COMPILE_COST = {"_forward_rows": 2.7, "_block_loss_softmax": 1.4,
+                "_block_loss_targets": 2.0, "_block_backward": 2.5,
                 "_columns_block": 9.0, "_update_span": 0.8, "_train_epoch_by": 2.0,
-                "train_blocks": 3.8, "train_blocks_serial": 3.0, "train_columns": 3.0,
+                "train_blocks": 4.0, "train_blocks_serial": 3.0, "train_columns": 3.0,
                 "train_columns_serial": 2.0, "loss_gradient_blocks": 3.5,
                 "loss_gradient_blocks_serial": 2.0}

@@ -84,8 +84,8 @@ def test_linear_family_matches_reference(kernel, backend, dtype, case):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel", tuple(LINEAR))
 def test_linear_family_blas_sized_product(kernel, backend, dtype):
-    """A product above numba's SMALL_GEMM threshold goes through np.dot, not the loops;
-    rows of at least NARROW columns take the fused bias-and-activation pass."""
+    """A product above numba's SMALL_GEMM threshold goes through BLAS, not the loops;
+    rows of at least NARROW columns take the wide rows' bias-and-activation passes."""
     rng = np.random.default_rng(7)
     X = rng.normal(size=(64, 32)).astype(dtype)
     W = rng.normal(scale=0.3, size=(32, 16)).astype(dtype)

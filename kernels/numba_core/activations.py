@@ -4,7 +4,7 @@ derivative, fused with the bias gradient of the layer below.
 
 from numba import njit
 
-from ..codes import IDENTITY, RELU, SIGMOID, TANH
+from ..codes import RELU, SIGMOID, TANH
 from ..config import NARROW
 from ._setup import ENTRY, INLINE, INLINE_ENTRY, JIT, U
 from .exp_log import _sigmoid_t, _tanh_t
@@ -48,34 +48,28 @@ def _act_span(z, lo, n, act):
 def bias_act_rows(Z, b, act, r0, r1):
     """Z[r] = f(Z[r] + b) in place for rows r0..r1-1, in Z's own precision.
 
-    Wide rows take one fused pass; narrow rows (a short inner loop cannot
-    vectorise f) add the bias first, then apply f over the whole block.
+    ReLU on wide rows takes one fused pass. The rest add the bias first,
+    then apply f over the whole block in one long loop (``_act_flat``):
+    narrow rows, whose short inner loop could not vectorise f, and the
+    sigmoid and tanh at any width, whose polynomial costs more than the
+    extra pass (a fused loop of each was the same speed and cost a second
+    compilation of both polynomials in every forward pass).
     """
     n = Z.shape[1]
     z = _flat(Z)
     nu = U(n)
-    if n < NARROW or act == IDENTITY:
-        for i in range(U(r0), U(r1)):
-            row = i * nu
-            for j in range(nu):
-                z[row + j] += b[j]
-        _act_flat(z, r0 * n, r1 * n, act)
-    elif act == RELU:
+    if act == RELU and n >= NARROW:
         for i in range(U(r0), U(r1)):
             row = i * nu
             for j in range(nu):
                 v = z[row + j] + b[j]
                 z[row + j] = 0.0 if v < 0 else v
-    elif act == SIGMOID:
-        for i in range(U(r0), U(r1)):
-            row = i * nu
-            for j in range(nu):
-                z[row + j] = _sigmoid_t(z[row + j] + b[j])
-    else:
-        for i in range(U(r0), U(r1)):
-            row = i * nu
-            for j in range(nu):
-                z[row + j] = _tanh_t(z[row + j] + b[j])
+        return
+    for i in range(U(r0), U(r1)):
+        row = i * nu
+        for j in range(nu):
+            z[row + j] += b[j]
+    _act_flat(z, r0 * n, r1 * n, act)
 
 
 @njit(**INLINE_ENTRY)
