@@ -40,11 +40,11 @@ numba's threads cannot run (``parallel_ok``). ``train_epoch``,
 functions over compiled ones (``_train_epoch_by``, ``_train_blocks_by``, ...)
 to which they pass the forward, loss and backward passes of a block of
 rows (``_forward_rows``, ``_block_loss_softmax`` or ``_block_loss_targets``,
-``_block_backward``) or of a feature-major block (``_columns_block``)
-and/or the optimiser's update of a span of parameters, ``_update_span``, by
-address (``block_gradient.py``, ``_setup.ByAddress``): each is compiled
-once into machine code of its own rather than again into every function
-that calls it. Their types are known before any is compiled, so a first
+``_block_backward``) or of a feature-major block (``_columns_block_softmax``
+or ``_columns_block_targets``) and/or the optimiser's update of a span of
+parameters, ``_update_span``, by address (``block_gradient.py``,
+``_setup.ByAddress``): each is compiled once into machine code of its own
+rather than again into every function that calls it. Their types are known before any is compiled, so a first
 call compiles them side by side, in helper processes where numba caches
 on disk (``parallel_compile``; the README's "Compile time of a first fit").
 

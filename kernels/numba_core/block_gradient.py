@@ -10,7 +10,8 @@ compiled callee into each caller and optimises and compiles it there again;
 ``train_epoch``, ``train_blocks``, ``train_columns`` and
 ``loss_gradient_blocks`` are therefore Python functions over compiled ones
 (``_train_epoch_by``, ...) that pass the three passes (``train_columns``: a
-feature-major block's passes, ``train_columns._columns_block``) and/or the
+feature-major block's passes, ``train_columns._columns_block_softmax`` or
+``_columns_block_targets``) and/or the
 optimiser's update of a span of parameters, ``_update_span``, as numba
 first-class functions (``_setup.ByAddress``, ``_with_by_address``): the
 compiled code calls them through their address, and each is compiled once,
@@ -35,7 +36,7 @@ from .optimisers import _update_span
 from .outputs import softmax_rows, target_rows
 from .parallel_compile import compile_all
 from .products import _read_only, column_sums, gemm_nt, gemm_tn
-from .train_columns import _columns_block
+from .train_columns import _columns_block_softmax, _columns_block_targets
 
 
 @njit(**INLINE)
@@ -153,7 +154,8 @@ _INDEX = types.Array(types.int64, 1, "C")
 #: ``_forward_rows``, the loss pass and ``_block_backward`` by address, three
 #: per signature and kind of output (softmax or not) met.
 _BLOCK_PASSES = {}
-#: ``_columns_block`` by address, one per signature met.
+#: A feature-major block's passes by address, one per signature and kind of
+#: output met.
 _COLUMNS_BLOCKS = {}
 #: ``_update_span`` by address, one per parameter type.
 _UPDATE_SPANS = {}
@@ -210,20 +212,25 @@ def _block_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t, softmax):
     return forward, loss, backward
 
 
-def _columns_block_for(X, y, Y, w, order, params, sizes):
-    """``train_columns._columns_block`` for the types of these arguments (and
-    of the row slices and scratch the kernels pass it), by address (bound
-    before its first call: ``_prepare``)."""
-    return _for_types(_COLUMNS_BLOCKS, (X, y, Y, w, order, params, sizes), _columns_passes)
+def _columns_block_for(X, y, Y, w, order, params, sizes, output):
+    """A feature-major block's passes for ``output``
+    (``train_columns._columns_block_softmax`` or ``_columns_block_targets``)
+    and the types of these arguments (and of the row slices and scratch the
+    kernels pass it), by address (bound before its first call:
+    ``_prepare``)."""
+    return _for_types(_COLUMNS_BLOCKS, (X, y, Y, w, order, params, sizes), _columns_passes,
+                      bool(output == SOFTMAX))
 
 
-def _columns_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t):
-    """The block's passes for arguments of these numba types (unbound)."""
+def _columns_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t, softmax):
+    """The block's passes for arguments of these numba types (unbound), under
+    the softmax output or the others (one signature for both)."""
     vector = types.Array(params_t.dtype, 1, "C")
     i = types.int64
-    return ByAddress(_columns_block, (X_t, y_t, Y_t, w_t, order_t, i, order_t, params_t, sizes_t,
-                                      _INDEX, types.Array(types.uint64, 1, "C"), i, i, i,
-                                      types.float64, vector, vector), types.float64)
+    return ByAddress(_columns_block_softmax if softmax else _columns_block_targets,
+                     (X_t, y_t, Y_t, w_t, order_t, i, order_t, params_t, sizes_t, _INDEX,
+                      types.Array(types.uint64, 1, "C"), i, i, i, types.float64, vector,
+                      vector), types.float64)
 
 
 def _update_span_for(params):
@@ -265,8 +272,9 @@ def _with_by_address(compiled, name=None):
     forward, loss and backward passes, or a feature-major block's, and/or the
     update of a span of parameters (``_BY_ADDRESS``): it takes the other
     arguments and passes ``_forward_rows``, the loss pass of its output and
-    ``_block_backward``, or ``_columns_block``, and/or ``_update_span`` by
-    address for their types. Called by address, each (with all it calls) is
+    ``_block_backward``, or a feature-major block's pass for its output,
+    and/or ``_update_span`` by address for their types (and the output's
+    kind: softmax or not). Called by address, each (with all it calls) is
     compiled once, into its own machine code, instead of again into every
     kernel that calls it, their parallel passes and numba's wrappers of the
     passes' loops."""
@@ -287,7 +295,8 @@ def _with_by_address(compiled, name=None):
             found = _block_passes_for(X, y, Y, w, order, params, args[at["sizes"]],
                                       args[at["output"]])
         if columns:
-            found = (_columns_block_for(*args[:5], params, args[at["sizes"]]),)
+            found = (_columns_block_for(*args[:5], params, args[at["sizes"]],
+                                        args[at["output"]]),)
         if update:
             found += (_update_span_for(params),)
         for p in found:

@@ -7,11 +7,11 @@ passes by address.
 import numpy as np
 from numba import njit
 
-from ..codes import RELU, SIGMOID, SOFTMAX, TANH
+from ..codes import RELU, SIGMOID, TANH
 from ._setup import BY_ADDRESS, INLINE, INLINE_REDUCE, JIT, REDUCE, U
 from .activations import _act_span
 from .exp_log import _exp_t, _log_t, _sigmoid_softplus
-from .outputs import output_rows
+from .outputs import target_rows
 from .products import _flat
 
 
@@ -187,16 +187,21 @@ def _columns_binary(y, w, rows, scale, block, work, zo, r0, r1):
 
 
 @njit(**JIT)
-def _columns_output(y, Y, w, rows, start, order, scale, output, k, block, work, zo, g0, g1):
-    """The output layer of a feature-major block: its loss (returned, weighted,
-    float64) and its delta in place of the logits. Softmax is vectorised over
-    the rows (``_columns_binary`` for two classes, else ``_columns_softmax``);
-    the other outputs go through ``output_rows`` on a row-major copy in g0,
-    the delta coming back from g1."""
-    if output == SOFTMAX:
-        if k == 2:
-            return _columns_binary(y, w, rows, scale, block, work, zo, g0, g1)
-        return _columns_softmax(y, w, rows, scale, k, block, work, zo, g0, g1)
+def _columns_softmax_output(y, w, rows, scale, k, block, work, zo, g0, g1):
+    """The softmax output layer of a feature-major block: its loss (returned,
+    weighted, float64) and its delta in place of the logits, vectorised over
+    the rows (``_columns_binary`` for two classes, else
+    ``_columns_softmax``)."""
+    if k == 2:
+        return _columns_binary(y, w, rows, scale, block, work, zo, g0, g1)
+    return _columns_softmax(y, w, rows, scale, k, block, work, zo, g0, g1)
+
+
+@njit(**JIT)
+def _columns_target_output(Y, w, rows, start, order, scale, output, k, block, work, zo, g0, g1):
+    """``_columns_softmax_output`` for the other outputs, by ``target_rows``
+    on a row-major copy of the logits in g0, the delta coming back from
+    g1."""
     nb = U(rows.shape[0])
     bu, ku = U(block), U(k)
     for c in range(ku):
@@ -205,7 +210,7 @@ def _columns_output(y, Y, w, rows, start, order, scale, output, k, block, work, 
     m = rows.shape[0]
     Zr = work[g0 : g0 + U(m * k)].reshape(m, k)
     Dr = work[g1 : g1 + U(m * k)].reshape(m, k)
-    total = output_rows(Zr, y, Y, w, order, start, scale, output, Dr)
+    total = target_rows(Zr, Y, w, order, start, scale, output, Dr)
     for c in range(ku):
         for i in range(nb):
             work[zo + c * bu + i] = work[g1 + i * ku + c]
@@ -287,15 +292,30 @@ def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
 
 
 @njit(**BY_ADDRESS)
-def _columns_block(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, act, output,
-                   scale, work, G):
+def _columns_block_softmax(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, act,
+                           output, scale, work, G):
     """Forward, output and backward pass of one feature-major block, the rows
-    ``rows`` (``order[b0:]``), in its scratch ``work`` (laid out by ``at``):
-    their gradient times ``scale`` added to ``G``. Returns their weighted
-    loss (float64)."""
+    ``rows`` (``order[b0:]``), in its scratch ``work`` (laid out by ``at``),
+    under the softmax output: their gradient times ``scale`` added to ``G``.
+    Returns their weighted loss (float64). The other outputs have a pass of
+    their own, ``_columns_block_targets``, so that a first fit compiles only
+    its own output."""
     L = sizes.shape[0] - 1
     _columns_forward(X, rows, params, sizes, offs, at, block, act, work)
-    loss = _columns_output(y, Y, w, rows, b0, order, scale, output, sizes[L], block, work,
-                           at[L], at[L + 1], at[L + 2])
+    loss = _columns_softmax_output(y, w, rows, scale, sizes[L], block, work, at[L], at[L + 1],
+                                   at[L + 2])
+    _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, work)
+    return loss
+
+
+@njit(**BY_ADDRESS)
+def _columns_block_targets(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, act,
+                           output, scale, work, G):
+    """``_columns_block_softmax`` for the outputs with targets (squared,
+    logistic, poisson: ``output``)."""
+    L = sizes.shape[0] - 1
+    _columns_forward(X, rows, params, sizes, offs, at, block, act, work)
+    loss = _columns_target_output(Y, w, rows, b0, order, scale, output, sizes[L], block, work,
+                                  at[L], at[L + 1], at[L + 2])
     _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, work)
     return loss

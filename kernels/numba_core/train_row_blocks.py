@@ -8,9 +8,9 @@ The public kernels (and their twins) are Python functions over the compiled
 ``_train_blocks_by``, ``_train_columns_by`` and ``_loss_gradient_blocks_by``:
 they add a block's forward, loss and backward passes (``_forward_rows``,
 the loss pass, ``_block_backward``) or a feature-major block's
-(``_columns_block``), and/or the update of a span of parameters,
-``_update_span``, as arguments that the compiled code calls by address
-(``block_gradient._with_by_address``).
+(``_columns_block_softmax`` or ``_targets``), and/or the update of a span
+of parameters, ``_update_span``, as arguments that the compiled code calls
+by address (``block_gradient._with_by_address``).
 """
 
 import types as pytypes
@@ -158,8 +158,9 @@ def _columns_pass(columns, X, y, Y, w, order, start, m, first, nb, block, params
     """Feature-major blocks ``first`` to ``first + nb - 1`` of the batch of m
     rows from ``start``, one per task, each with its scratch (``wb`` entries
     of ``work``) and its gradient in ``slots``, by ``columns``
-    (``_columns_block``, called by address: the scalars cast to its exact
-    types). Returns their loss, summed in block order."""
+    (``_columns_block_softmax`` or ``_targets``, called by address: the
+    scalars cast to its exact types). Returns their loss, summed in block
+    order."""
     P = params.shape[0]
     for b in prange(nb):
         b0 = start + (first + b) * block
@@ -265,11 +266,11 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
                    columns, update):
     """``train_epoch`` for narrow networks on large batches (dense X; softmax
     needs k >= 2): each batch in blocks of up to ``COLUMNS_BLOCK`` rows,
-    transposed (``columns``: ``_columns_block``, called by address), up to
-    ``BLOCK_MAX`` blocks at a time in parallel, each into its own gradient;
-    the gradients are summed in block order, then the update runs in one
-    pass over the parameters (``update``: ``_update_span``, called by
-    address). The same results as ``train_epoch`` up to rounding (sums taken
+    transposed (``columns``: ``_columns_block_softmax`` or ``_targets``,
+    called by address), up to ``BLOCK_MAX`` blocks at a time in parallel,
+    each into its own gradient; the gradients are summed in block order,
+    then the update runs in one pass over the parameters (``update``:
+    ``_update_span``, called by address). The same results as ``train_epoch`` up to rounding (sums taken
     in another order), and the same for any number of threads."""
     n = order.shape[0]
     L = sizes.shape[0] - 1
