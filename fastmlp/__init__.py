@@ -70,13 +70,16 @@ def warmup(backend=None, verbose=False, dtypes=("float32", "float64")):
     rng = np.random.default_rng(0)
     act, output = ACTIVATIONS["relu"], OUTPUTS["softmax"]
     n = max(COLUMNS_MIN_BATCH, 2 * BLOCK_MIN_ROWS)
-    y = np.arange(n) % 2
     w = np.empty(0)
     narrow = np.array([3, 2, 2])
     wide = np.array([3, COLUMNS_MAX_WIDTH + 1, 2])
     for dtype in dtypes:
         X = rng.standard_normal((n, 3)).astype(dtype)
-        Y = np.zeros((0, 0), dtype=dtype)
+        # the softmax output (labels), then the outputs with targets, whose passes
+        # are compiled apart from the softmax output's (one for all three)
+        outputs = ((output, np.arange(n) % 2, np.zeros((0, 0), dtype=dtype)),
+                   (OUTPUTS["squared"], np.empty(0, dtype=np.int64),
+                    np.zeros((n, 2), dtype=dtype)))
         # one epoch of each kernel an epoch can take (api.epoch_path): batches of
         # one row, small batches, large batches of a narrow network and of a wider
         # one; the loss and gradient of small chunks and of chunks in row blocks
@@ -86,11 +89,12 @@ def warmup(backend=None, verbose=False, dtypes=("float32", "float64")):
             net = Network(sizes, "relu", "softmax", np.zeros(n_params(sizes), dtype=dtype),
                           solver)
             work = np.empty(work_size(sizes, batch), dtype=dtype)
-            kern._epoch(X, y, Y, w, np.arange(n), net.params, net.grads, net.state1,
-                        net.state2, 0, sizes, act, output, SOLVERS[solver], 1e-3, 0.9, False,
-                        0.9, 0.999, 1e-8, 1e-4, batch, work)
-            kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, act, output, 1e-4,
-                                batch, work)
+            for code, y, Y in outputs:
+                kern._epoch(X, y, Y, w, np.arange(n), net.params, net.grads, net.state1,
+                            net.state2, 0, sizes, act, code, SOLVERS[solver], 1e-3, 0.9, False,
+                            0.9, 0.999, 1e-8, 1e-4, batch, work)
+                kern._loss_gradient(X, y, Y, w, net.params, net.grads, sizes, act, code, 1e-4,
+                                    batch, work)
             if verbose:
                 names = (f"{epoch_path(X, sizes, batch, output, SOLVERS[solver])}, "
                          f"{loss_path(sizes, batch)}")
