@@ -11,11 +11,11 @@ compiled callee into each caller and optimises and compiles it there again;
 ``loss_gradient_blocks`` are therefore Python functions over compiled ones
 (``_train_epoch_by``, ...) that pass the three passes (``train_columns``: a
 feature-major block's passes, ``train_columns._columns_block_softmax`` or
-``_columns_block_targets``) and/or the
-optimiser's update of a span of parameters, ``_update_span``, as numba
-first-class functions (``_setup.ByAddress``, ``_with_by_address``): the
-compiled code calls them through their address, and each is compiled once,
-into machine code of its own, for every kernel that calls it. Their types
+``_columns_block_targets``) and/or the optimiser's update of a span of
+parameters, ``_update_span``, as numba first-class functions
+(``_setup.ByAddress``, ``_with_by_address``): the compiled code calls them
+through their address, and each is compiled once, into machine code of its
+own, for every kernel that calls it. Their types
 are known before any is compiled, so a first call compiles them side by side
 (``_prepare``, ``parallel_compile``), in shares of about equal size.
 """

@@ -1,5 +1,6 @@
 """Training: columns. The forward, output and backward passes of one
-feature-major block of rows (``_columns_block``); ``train_columns``
+feature-major block of rows (``_columns_block_softmax``, and
+``_columns_block_targets`` for the other outputs); ``train_columns``
 (``train_row_blocks``) runs the blocks in parallel and calls the block's
 passes by address.
 """
