@@ -118,6 +118,6 @@ UPDATE_CHUNK = 1 << 11
 COMPILE_COST = {"_forward_rows": 2.7, "_block_loss_softmax": 1.4,
                 "_block_loss_targets": 2.0, "_block_backward": 2.5,
                 "_columns_block_softmax": 4.7, "_columns_block_targets": 4.3,
-                "_update_span": 0.8, "_train_epoch_by": 2.0, "train_blocks": 4.0, "train_blocks_serial": 3.0, "train_columns": 2.5,
-                "train_columns_serial": 2.0, "loss_gradient_blocks": 3.5,
-                "loss_gradient_blocks_serial": 2.0}
+                "_update_span": 0.8, "_train_epoch_by": 2.0, "train_blocks": 4.0,
+                "train_blocks_serial": 3.0, "train_columns": 2.5, "train_columns_serial": 2.0,
+                "loss_gradient_blocks": 3.5, "loss_gradient_blocks_serial": 2.0}

@@ -44,9 +44,10 @@ rows (``_forward_rows``, ``_block_loss_softmax`` or ``_block_loss_targets``,
 or ``_columns_block_targets``) and/or the optimiser's update of a span of
 parameters, ``_update_span``, by address (``block_gradient.py``,
 ``_setup.ByAddress``): each is compiled once into machine code of its own
-rather than again into every function that calls it. Their types are known before any is compiled, so a first
-call compiles them side by side, in helper processes where numba caches
-on disk (``parallel_compile``; the README's "Compile time of a first fit").
+rather than again into every function that calls it. Their types are known
+before any is compiled, so a first call compiles them side by side, in
+helper processes where numba caches on disk (``parallel_compile``; the
+README's "Compile time of a first fit").
 
 Inner loops that must vectorise index flat arrays with unsigned offsets: a
 signed computed index (``a[o + j]``) makes numba emit a wraparound select that

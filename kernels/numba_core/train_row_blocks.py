@@ -270,8 +270,9 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
     called by address), up to ``BLOCK_MAX`` blocks at a time in parallel,
     each into its own gradient; the gradients are summed in block order,
     then the update runs in one pass over the parameters (``update``:
-    ``_update_span``, called by address). The same results as ``train_epoch`` up to rounding (sums taken
-    in another order), and the same for any number of threads."""
+    ``_update_span``, called by address). The same results as
+    ``train_epoch`` up to rounding (sums taken in another order), and the
+    same for any number of threads."""
     n = order.shape[0]
     L = sizes.shape[0] - 1
     P = params.shape[0]
