@@ -21,7 +21,7 @@ import numpy as np
 
 from .codes import ACTIVATIONS, ADAM, IDENTITY, LOGISTIC, OUTPUTS, POISSON, RELU, SIGMOID
 from .codes import SOFTMAX, SOLVERS, SQUARED, TANH
-from .blocks import columns_plan, rows_plan
+from .blocks import columns_plan, columns_stride, rows_plan
 from .config import BLOCKS_MAX_PARAMS, COLUMNS_MAX_WIDTH, COLUMNS_MIN_BATCH
 
 FLOATS = (np.float32, np.float64)
@@ -108,7 +108,8 @@ def work_size(sizes, batch_size, sparse=False):
         need = max(need, nb * (block_rows * per_row + total))
     if not sparse and _narrow(widths, rows):
         nb, block_rows = columns_plan(rows)
-        need = max(need, nb * (block_rows * (sum(widths) + 2 * max(widths[1:])) + total))
+        stride = columns_stride(block_rows)
+        need = max(need, nb * (stride * (sum(widths) + 2 * max(widths[1:])) + total))
     return need
 
 

@@ -8,7 +8,7 @@ sizes scratch with these functions and the numba core compiles them into its
 kernels.
 """
 
-from .config import BLOCK_MAX, BLOCK_MIN_ROWS, COLUMNS_BLOCK
+from .config import BLOCK_MAX, BLOCK_MIN_ROWS, COLUMNS_BLOCK, COLUMNS_PAD
 
 
 def rows_plan(rows):
@@ -32,3 +32,10 @@ def columns_plan(rows):
     block = min(rows, COLUMNS_BLOCK)
     blocks = (rows + block - 1) // block
     return min(blocks, BLOCK_MAX), block
+
+
+def columns_stride(block):
+    """Entries from one feature-major row of a block of ``block`` rows to the
+    next in the feature-major kernel's scratch: the rows and ``COLUMNS_PAD``
+    more."""
+    return block + COLUMNS_PAD

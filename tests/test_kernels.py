@@ -11,12 +11,14 @@ activations, outputs, solvers, batch layouts, weights and input formats.
 """
 
 import ast
+import importlib
 import inspect
 import math
 
 import numpy as np
 import pytest
 import scipy.sparse
+from numba import njit
 
 import reference as ref
 from conftest import (
@@ -1661,6 +1663,53 @@ def test_train_columns_over_several_blocks(dtype, output):
         assert _path(sizes, n, output, "sgd") == "train_columns"
         run_and_compare_epochs(dtype, "tanh", output, "sgd", n, 0.01, sizes=sizes, n=n,
                                epochs=1, weighted=True)
+
+
+@pytest.mark.parametrize("d", [8, 19])
+@pytest.mark.parametrize("output", ["softmax", "squared"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_train_columns_of_inputs_in_tiles(dtype, output, d):
+    """Inputs of eight features or more, which the feature-major blocks transpose in
+    tiles of eight rows by eight features: whole tiles only (8 features, batches of 40
+    rows), and tiles with features and rows left over (19 features, batches of 45 rows,
+    the last batch of 11)."""
+    batch_size = 40 if d == 8 else 45
+    sizes = [d, 5, 3]
+    assert _path(sizes, batch_size, output, "sgd") == "train_columns"
+    run_and_compare_epochs(dtype, "tanh", output, "sgd", batch_size, 0.01, sizes=sizes,
+                           n=2 * batch_size + (0 if d == 8 else 11), weighted=True)
+
+
+@njit
+def _transposed(X, rows, stride, work):
+    """``train_columns._transpose_rows`` called from compiled code, as the kernels call it."""
+    _TRANSPOSE_ROWS(X.reshape(X.size), rows, np.uint64(X.shape[1]), work, np.uint64(stride))
+
+
+#: The feature-major transposition of a block of rows (its module: the package
+#: exports a kernel of the same name as it).
+_TRANSPOSE_ROWS = importlib.import_module(
+    "fastmlp.kernels.numba_core.train_columns")._transpose_rows
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 16, 17, 34])
+@pytest.mark.parametrize("nb", [0, 1, 7, 8, 9, 23, 64])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_transpose_rows_matches_numpy(dtype, nb, d):
+    """A block's rows (any, repeated, in any order) written feature-major, ``stride``
+    entries from one feature to the next: X[rows].T, exactly, in each feature's first
+    len(rows) entries, nothing written between them or past the last."""
+    rng = np.random.default_rng(nb * 100 + d)
+    X = rng.standard_normal((50, d)).astype(dtype)
+    X[3, :] = [np.float32(1e-40), -0.0, 3.4e38][: d] + [1.0] * max(0, d - 3)
+    rows = rng.integers(0, 50, nb).astype(np.int64)
+    stride = nb + 5
+    work = np.full(d * stride + 7, SENTINEL, dtype=dtype)
+    _transposed(X, rows, stride, work)
+    written = work[: d * stride].reshape(d, stride)
+    np.testing.assert_array_equal(written[:, :nb], X[rows].T)
+    np.testing.assert_array_equal(written[:, nb:], SENTINEL)
+    np.testing.assert_array_equal(work[d * stride:], SENTINEL)
 
 
 #: Batch layouts (batch size, rows) that take the compiled core's row-block kernel

@@ -25,8 +25,8 @@ from numba.core.registry import CPUDispatcher
 
 from .. import blocks
 from ..codes import ADAM, IDENTITY, LOGISTIC, POISSON, RELU, SIGMOID, SOFTMAX, SQUARED, TANH
-from ..config import (BLOCK_MAX, BLOCK_MIN_ROWS, COLUMNS_BLOCK, NARROW, PREDICT_CHUNK,
-                      SMALL_GEMM, UPDATE_CHUNK)
+from ..config import (BLOCK_MAX, BLOCK_MIN_ROWS, COLUMNS_BLOCK, COLUMNS_PAD, NARROW,
+                      PREDICT_CHUNK, SMALL_GEMM, UPDATE_CHUNK)
 from . import record
 
 
@@ -46,8 +46,8 @@ _MODULES = (sys.modules[__package__],
 #: source of ``blocks``, whose functions it compiles, and the source of every
 #: module of this package, whose compiled functions call one another.
 _FROZEN = (IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, SQUARED, LOGISTIC, POISSON, ADAM,
-           NARROW, PREDICT_CHUNK, SMALL_GEMM, COLUMNS_BLOCK, BLOCK_MIN_ROWS, BLOCK_MAX,
-           UPDATE_CHUNK, _source_key(blocks), *(_source_key(m) for m in _MODULES))
+           NARROW, PREDICT_CHUNK, SMALL_GEMM, COLUMNS_BLOCK, COLUMNS_PAD, BLOCK_MIN_ROWS,
+           BLOCK_MAX, UPDATE_CHUNK, _source_key(blocks), *(_source_key(m) for m in _MODULES))
 
 
 def _dispatchers():

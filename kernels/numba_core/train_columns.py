@@ -6,7 +6,11 @@ passes by address.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
 
 from ..codes import RELU, SIGMOID, TANH
 from ._setup import BY_ADDRESS, INLINE, INLINE_REDUCE, JIT, REDUCE, U
@@ -17,23 +21,91 @@ from .products import _flat
 
 
 @njit(**JIT)
-def _column_offsets(sizes, block):
-    """Unsigned start of each feature-major block in the work array: the input
-    (d x block), each hidden layer's activations, the logits (k x block,
-    later the output delta), then two buffers of widest x block for the
-    deltas of the hidden layers."""
+def _column_offsets(sizes, stride):
+    """Unsigned start of each feature-major block in the work array, whose
+    feature-major rows lie ``stride`` entries apart: the input (d rows), each
+    hidden layer's activations, the logits (k rows, later the output delta),
+    then two buffers of ``widest`` rows for the deltas of the hidden
+    layers."""
     L = sizes.shape[0] - 1
     at = np.empty(L + 3, dtype=np.uint64)
     off = 0
     widest = 0
     for l in range(L + 1):
         at[l] = off
-        off += sizes[l] * block
+        off += sizes[l] * stride
         if l > 0:
             widest = max(widest, sizes[l])
     at[L + 1] = off
-    at[L + 2] = off + widest * block
+    at[L + 2] = off + widest * stride
     return at
+
+
+#: The lanes ``shufflevector`` takes from two 8-lane vectors a and b (b's
+#: lanes numbered 8 to 15) to interleave their first halves, and their second.
+_FIRST_HALVES = (0, 8, 1, 9, 2, 10, 3, 11)
+_SECOND_HALVES = (4, 12, 5, 13, 6, 14, 7, 15)
+
+
+@intrinsic
+def _tile8(typingctx, x, starts, work, at, stride):
+    """work[at + f stride + t] = x[starts[t] + f] for t, f < 8: eight rows of
+    eight entries transposed in registers. Eight vector loads, three rounds
+    of interleaving the first halves and the second halves of rows t and
+    t + 4 (after three rounds, vector f holds entry f of every row), eight
+    vector stores. A loop over the rows, each entry copied on its own, is a
+    gather, which LLVM leaves scalar here: about two cycles an entry. ``x`` and
+    ``work``: 1-D arrays of one float dtype; ``starts``: eight unsigned
+    offsets; ``at``, ``stride``: unsigned."""
+    if not (isinstance(x, types.Array) and isinstance(work, types.Array) and x.ndim == 1
+            and work.ndim == 1 and x.dtype == work.dtype
+            and x.dtype in (types.float32, types.float64)):
+        raise TypingError("_tile8 takes two 1-D float arrays of one dtype")
+    if not (isinstance(starts, types.UniTuple) and starts.count == 8):
+        raise TypingError("_tile8 takes a tuple of eight offsets")
+    sig = types.none(x, starts, work, at, stride)
+
+    def codegen(context, builder, signature, args):
+        x_v, starts_v, work_v, at_v, stride_v = args
+        vector = ir.VectorType(context.get_value_type(x.dtype), 8)
+        source = context.make_array(x)(context, builder, x_v).data
+        target = context.make_array(work)(context, builder, work_v).data
+        rows = [builder.load(builder.bitcast(builder.gep(source, [start]), vector.as_pointer()),
+                             align=1)
+                for start in cgutils.unpack_tuple(builder, starts_v, 8)]
+        lanes = ir.VectorType(ir.IntType(32), 8)
+        first, second = ir.Constant(lanes, _FIRST_HALVES), ir.Constant(lanes, _SECOND_HALVES)
+        for _ in range(3):
+            rows = [builder.shuffle_vector(rows[t], rows[t + 4], half)
+                    for t in range(4) for half in (first, second)]
+        for f, row in enumerate(rows):
+            offset = builder.add(at_v, builder.mul(stride_v, ir.Constant(stride_v.type, f)))
+            builder.store(row, builder.bitcast(builder.gep(target, [offset]),
+                                               vector.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(**JIT)
+def _transpose_rows(x, rows, d, work, stride):
+    """work[f stride + i] = x[rows[i] d + f]: the rows ``rows`` of a row-major
+    matrix of d columns (flat ``x``) as a feature-major block, in tiles of
+    eight rows by eight features (``_tile8``), the rest one entry at a
+    time. d and stride: unsigned."""
+    nb = U(rows.shape[0])
+    nb8, d8 = nb - nb % U(8), d - d % U(8)
+    for i in range(U(0), nb8, U(8)):
+        r = rows[i : i + U(8)]
+        s0, s1, s2, s3 = U(r[0]) * d, U(r[1]) * d, U(r[2]) * d, U(r[3]) * d
+        s4, s5, s6, s7 = U(r[4]) * d, U(r[5]) * d, U(r[6]) * d, U(r[7]) * d
+        for f in range(U(0), d8, U(8)):
+            _tile8(x, (s0 + f, s1 + f, s2 + f, s3 + f, s4 + f, s5 + f, s6 + f, s7 + f), work,
+                   f * stride + i, stride)
+    for f in range(d):  # what the tiles left: the last rows, the last features
+        dst = f * stride
+        for i in range(nb8 if f < d8 else U(0), nb):
+            work[dst + i] = x[U(rows[i]) * d + f]
 
 
 @njit(**INLINE)
@@ -60,20 +132,17 @@ def _columns_combine(params, w0, stride, work, src, bu, n, o, nb):
 
 
 @njit(**JIT)
-def _columns_forward(X, rows, params, sizes, offs, at, block, act, work):
+def _columns_forward(X, rows, params, sizes, offs, at, stride, act, work):
     """The forward pass of a block of rows (X's rows ``rows``), feature-major:
-    row i of the block is column i of every layer's matrix, ``block`` apart.
+    row i of the block is column i of every layer's matrix, whose rows lie
+    ``stride`` apart (the input's transposed by ``_transpose_rows``).
     For each output unit: its bias, then one axpy over the block's rows per
     input unit, then f; every loop runs over the rows."""
     L = sizes.shape[0] - 1
     d = U(sizes[0])
-    bu = U(block)
+    bu = U(stride)
     nb = U(rows.shape[0])
-    x = _flat(X)
-    for f in range(d):
-        dst = f * bu
-        for i in range(nb):
-            work[dst + i] = x[U(rows[i]) * d + f]
+    _transpose_rows(_flat(X), rows, d, work, bu)
     for l in range(L):
         n_in, n_out = U(sizes[l]), U(sizes[l + 1])
         src, dst = at[l], at[l + 1]
@@ -102,16 +171,16 @@ def _weighted_sum(work, at, w, rows):
 
 
 @njit(**JIT)
-def _columns_softmax(y, w, rows, scale, k, block, work, zo, r0, r1):
-    """Softmax + cross-entropy of a feature-major block of logits (k rows of
-    ``block`` at work[zo:]), vectorised over the block's rows: one output
+def _columns_softmax(y, w, rows, scale, k, stride, work, zo, r0, r1):
+    """Softmax + cross-entropy of a feature-major block of logits (k rows,
+    ``stride`` apart, at work[zo:]), vectorised over the block's rows: one output
     stream per loop, so that each vectorises. Replaces the logits by the
     delta w_r * scale * (p - onehot(label)) and returns the weighted sum of
     the rows' losses (float64). Scratch: four row vectors, at r0 and r0 +
-    block (label as a float, the row's weight times ``scale``), r1 and r1 +
-    block (max, then the sum of exps; z[label] - max, then the loss)."""
+    stride (label as a float, the row's weight times ``scale``), r1 and r1 +
+    stride (max, then the sum of exps; z[label] - max, then the loss)."""
     nb = U(rows.shape[0])
-    bu = U(block)
+    bu = U(stride)
     ku = U(k)
     dt = work.dtype.type
     lab, ws, top, row = r0, r0 + bu, r1, r1 + bu
@@ -158,16 +227,16 @@ def _columns_softmax(y, w, rows, scale, k, block, work, zo, r0, r1):
 
 
 @njit(**JIT)
-def _columns_binary(y, w, rows, scale, block, work, zo, r0, r1):
+def _columns_binary(y, w, rows, scale, stride, work, zo, r0, r1):
     """``_columns_softmax`` for two classes: with v = z[other] - z[label], the
     loss is softplus(v) and the delta ws * sigmoid(v) for the other class, its
     negative for the label, both from one exp and one log
     (``_sigmoid_softplus``, in the block's precision) in one vectorised pass,
     where the general form takes two exps, a log and a dozen passes. Scratch:
-    row vectors at r0 (1 where the label is class 0), r0 + block (the row's
+    row vectors at r0 (1 where the label is class 0), r0 + stride (the row's
     weight times ``scale``) and r1 (the rows' losses)."""
     nb = U(rows.shape[0])
-    bu = U(block)
+    bu = U(stride)
     dt = work.dtype.type
     first, ws, z1 = r0, r0 + bu, zo + bu
     weighted = w.shape[0] > 0
@@ -188,23 +257,24 @@ def _columns_binary(y, w, rows, scale, block, work, zo, r0, r1):
 
 
 @njit(**JIT)
-def _columns_softmax_output(y, w, rows, scale, k, block, work, zo, g0, g1):
+def _columns_softmax_output(y, w, rows, scale, k, stride, work, zo, g0, g1):
     """The softmax output layer of a feature-major block: its loss (returned,
     weighted, float64) and its delta in place of the logits, vectorised over
     the rows (``_columns_binary`` for two classes, else
     ``_columns_softmax``)."""
     if k == 2:
-        return _columns_binary(y, w, rows, scale, block, work, zo, g0, g1)
-    return _columns_softmax(y, w, rows, scale, k, block, work, zo, g0, g1)
+        return _columns_binary(y, w, rows, scale, stride, work, zo, g0, g1)
+    return _columns_softmax(y, w, rows, scale, k, stride, work, zo, g0, g1)
 
 
 @njit(**JIT)
-def _columns_target_output(Y, w, rows, start, order, scale, output, k, block, work, zo, g0, g1):
+def _columns_target_output(Y, w, rows, start, order, scale, output, k, stride, work, zo, g0,
+                           g1):
     """``_columns_softmax_output`` for the other outputs, by ``target_rows``
     on a row-major copy of the logits in g0, the delta coming back from
     g1."""
     nb = U(rows.shape[0])
-    bu, ku = U(block), U(k)
+    bu, ku = U(stride), U(k)
     for c in range(ku):
         for i in range(nb):
             work[g0 + i * ku + c] = work[zo + c * bu + i]
@@ -248,7 +318,7 @@ def _columns_dots(work, a, d0, bu, n, nb, grads, g0):
 
 
 @njit(**REDUCE)
-def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
+def _columns_backward(params, grads, sizes, offs, at, stride, nb, act, work):
     """The backward pass of a feature-major block, its gradient added to
     ``grads``: per layer from the top, dW[f, u] += the dot product over the
     block's rows of input f and delta u, db[u] += the sum of delta u, and the
@@ -256,7 +326,7 @@ def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
     current W. The logits' block holds the output delta; the hidden deltas
     alternate between the two delta buffers."""
     L = sizes.shape[0] - 1
-    bu = U(block)
+    bu = U(stride)
     nbu = U(nb)
     dt = work.dtype.type
     cur = at[L]
@@ -293,7 +363,7 @@ def _columns_backward(params, grads, sizes, offs, at, block, nb, act, work):
 
 
 @njit(**BY_ADDRESS)
-def _columns_block_softmax(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, act,
+def _columns_block_softmax(X, y, Y, w, order, b0, rows, params, sizes, offs, at, stride, act,
                            output, scale, work, G):
     """Forward, output and backward pass of one feature-major block, the rows
     ``rows`` (``order[b0:]``), in its scratch ``work`` (laid out by ``at``),
@@ -302,21 +372,21 @@ def _columns_block_softmax(X, y, Y, w, order, b0, rows, params, sizes, offs, at,
     their own, ``_columns_block_targets``, so that a first fit compiles only
     its own output."""
     L = sizes.shape[0] - 1
-    _columns_forward(X, rows, params, sizes, offs, at, block, act, work)
-    loss = _columns_softmax_output(y, w, rows, scale, sizes[L], block, work, at[L], at[L + 1],
+    _columns_forward(X, rows, params, sizes, offs, at, stride, act, work)
+    loss = _columns_softmax_output(y, w, rows, scale, sizes[L], stride, work, at[L], at[L + 1],
                                    at[L + 2])
-    _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, work)
+    _columns_backward(params, G, sizes, offs, at, stride, rows.shape[0], act, work)
     return loss
 
 
 @njit(**BY_ADDRESS)
-def _columns_block_targets(X, y, Y, w, order, b0, rows, params, sizes, offs, at, block, act,
+def _columns_block_targets(X, y, Y, w, order, b0, rows, params, sizes, offs, at, stride, act,
                            output, scale, work, G):
     """``_columns_block_softmax`` for the outputs with targets (squared,
     logistic, poisson: ``output``)."""
     L = sizes.shape[0] - 1
-    _columns_forward(X, rows, params, sizes, offs, at, block, act, work)
-    loss = _columns_target_output(Y, w, rows, b0, order, scale, output, sizes[L], block, work,
+    _columns_forward(X, rows, params, sizes, offs, at, stride, act, work)
+    loss = _columns_target_output(Y, w, rows, b0, order, scale, output, sizes[L], stride, work,
                                   at[L], at[L + 1], at[L + 2])
-    _columns_backward(params, G, sizes, offs, at, block, rows.shape[0], act, work)
+    _columns_backward(params, G, sizes, offs, at, stride, rows.shape[0], act, work)
     return loss

@@ -67,6 +67,7 @@ def _pass_twins(fn):
 
 _rows_plan = njit(**JIT)(blocks.rows_plan)
 _columns_plan = njit(**JIT)(blocks.columns_plan)
+_columns_stride = njit(**JIT)(blocks.columns_stride)
 
 
 @njit(**REDUCE)
@@ -153,11 +154,13 @@ def _update_pass(update, params, grads, state1, state2, offs, slots, nb, solver,
 _update_pass, _update_pass_serial = _pass_twins(_update_pass)
 
 
-def _columns_pass(columns, X, y, Y, w, order, start, m, first, nb, block, params, sizes, offs,
-                  at, act, output, scale, work, wb, slots, losses):
+def _columns_pass(columns, X, y, Y, w, order, start, m, first, nb, block, stride, params, sizes,
+                  offs, at, act, output, scale, work, wb, slots, losses):
     """Feature-major blocks ``first`` to ``first + nb - 1`` of the batch of m
-    rows from ``start``, one per task, each with its scratch (``wb`` entries
-    of ``work``) and its gradient in ``slots``, by ``columns``
+    rows from ``start`` (``block`` rows each; ``stride`` entries from one of
+    a block's feature-major rows to the next), one per task, each with its
+    scratch (``wb`` entries of ``work``) and its gradient in ``slots``, by
+    ``columns``
     (``_columns_block_softmax`` or ``_targets``, called by address: the
     scalars cast to its exact types). Returns their loss, summed in block
     order."""
@@ -169,7 +172,7 @@ def _columns_pass(columns, X, y, Y, w, order, start, m, first, nb, block, params
         G = slots[b * P : (b + 1) * P]
         G[:] = 0.0
         losses[b] = columns(X, y, Y, w, order, np.int64(b0), rows, params, sizes, offs, at,
-                            np.int64(block), np.int64(act), np.int64(output),
+                            np.int64(stride), np.int64(act), np.int64(output),
                             np.float64(scale), bw, G)
     total = 0.0
     for b in range(nb):
@@ -278,11 +281,12 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
     P = params.shape[0]
     offs = _layers(sizes)
     nb_max, block = _columns_plan(batch_size)
-    at = _column_offsets(sizes, block)
+    stride = _columns_stride(block)
+    at = _column_offsets(sizes, stride)
     widest = 0
     for l in range(1, L + 1):
         widest = max(widest, sizes[l])
-    wb = at[L + 2] + U(widest * block)
+    wb = at[L + 2] + U(widest * stride)
     slots = work[U(nb_max) * wb : U(nb_max) * (wb + U(P))]
     losses = np.empty(nb_max)
     last = _last_live(w, order, batch_size)
@@ -301,8 +305,8 @@ def _train_columns(X, y, Y, w, order, params, grads, state1, state2, step, sizes
         for first in range(0, total, nb_max):
             nb = min(nb_max, total - first)
             data += _columns_pass(columns, X, y, Y, w, order, start, m, first, nb, block,
-                                  params, sizes, offs, at, act, output, scale, work, wb, slots,
-                                  losses)
+                                  stride, params, sizes, offs, at, act, output, scale, work, wb,
+                                  slots, losses)
             _sum_blocks(slots, nb, P, grads, zero, P, first > 0)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
