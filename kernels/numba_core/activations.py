@@ -105,13 +105,14 @@ def _act_backward_sums(A, G, act, gb):
     m, n = G.shape
     a, g = _flat(A), _flat(G)
     nu = U(n)
+    zero = G.dtype.type(0.0)  # ReLU's pass in G's own precision: float32 stays float32
     for j in range(nu):
         gb[j] = 0.0
     for i in range(U(m)):
         row = i * nu
         if act == RELU:
             for j in range(nu):
-                v = g[row + j] if a[row + j] > 0 else 0.0
+                v = g[row + j] if a[row + j] > 0 else zero
                 g[row + j] = v
                 gb[j] += v
         elif act == SIGMOID:
