@@ -99,6 +99,15 @@ def _input_block_impl(X, work, offs, m, n_in):
     return lambda X, work, offs, m, n_in: work[:0].reshape(0, n_in)
 
 
+@njit(**INLINE)
+def _eight_rows(rows, i, width):
+    """Where the rows rows[i] to rows[i + 7] of a row-major matrix ``width``
+    entries wide begin (unsigned), for the loops that copy eight rows at once."""
+    r = rows[i : i + U(8)]
+    return (U(r[0]) * width, U(r[1]) * width, U(r[2]) * width, U(r[3]) * width,
+            U(r[4]) * width, U(r[5]) * width, U(r[6]) * width, U(r[7]) * width)
+
+
 @njit(**JIT)
 def _gather(X, order, start, m, buf):
     """buf[i] = X[order[start + i]] for the m rows of a batch: eight rows at a
@@ -111,9 +120,7 @@ def _gather(X, order, start, m, buf):
     rows = order[start : start + m]
     m8 = U(m) - U(m) % U(8)
     for i in range(U(0), m8, U(8)):
-        r = rows[i : i + U(8)]
-        s0, s1, s2, s3 = U(r[0]) * n_in, U(r[1]) * n_in, U(r[2]) * n_in, U(r[3]) * n_in
-        s4, s5, s6, s7 = U(r[4]) * n_in, U(r[5]) * n_in, U(r[6]) * n_in, U(r[7]) * n_in
+        s0, s1, s2, s3, s4, s5, s6, s7 = _eight_rows(rows, i, n_in)
         d0 = i * n_in
         d1, d2, d3 = d0 + n_in, d0 + U(2) * n_in, d0 + U(3) * n_in
         d4, d5, d6, d7 = d0 + U(4) * n_in, d0 + U(5) * n_in, d0 + U(6) * n_in, d0 + U(7) * n_in

@@ -16,6 +16,7 @@ from ..codes import RELU, SIGMOID, TANH
 from ._setup import BY_ADDRESS, INLINE, INLINE_REDUCE, JIT, REDUCE, U
 from .activations import _act_span
 from .exp_log import _exp_t, _log_t, _sigmoid_softplus
+from .layout import _eight_rows
 from .outputs import target_rows
 from .products import _flat
 
@@ -48,30 +49,31 @@ _SECOND_HALVES = (4, 12, 5, 13, 6, 14, 7, 15)
 
 
 @intrinsic
-def _tile8(typingctx, x, starts, work, at, stride):
-    """work[at + f stride + t] = x[starts[t] + f] for t, f < 8: eight rows of
+def _tile8(typingctx, x, starts, first, work, at, stride):
+    """work[at + f stride + t] = x[starts[t] + first + f] for t, f < 8: eight rows of
     eight entries transposed in registers. Eight vector loads, three rounds
     of interleaving the first halves and the second halves of rows t and
     t + 4 (after three rounds, vector f holds entry f of every row), eight
     vector stores. A loop over the rows, each entry copied on its own, is a
     gather, which LLVM leaves scalar here: about two cycles an entry. ``x`` and
     ``work``: 1-D arrays of one float dtype; ``starts``: eight unsigned
-    offsets; ``at``, ``stride``: unsigned."""
+    offsets (``layout._eight_rows``); ``first``, ``at``, ``stride``:
+    unsigned."""
     if not (isinstance(x, types.Array) and isinstance(work, types.Array) and x.ndim == 1
             and work.ndim == 1 and x.dtype == work.dtype
             and x.dtype in (types.float32, types.float64)):
         raise TypingError("_tile8 takes two 1-D float arrays of one dtype")
     if not (isinstance(starts, types.UniTuple) and starts.count == 8):
         raise TypingError("_tile8 takes a tuple of eight offsets")
-    sig = types.none(x, starts, work, at, stride)
+    sig = types.none(x, starts, first, work, at, stride)
 
     def codegen(context, builder, signature, args):
-        x_v, starts_v, work_v, at_v, stride_v = args
+        x_v, starts_v, first_v, work_v, at_v, stride_v = args
         vector = ir.VectorType(context.get_value_type(x.dtype), 8)
         source = context.make_array(x)(context, builder, x_v).data
         target = context.make_array(work)(context, builder, work_v).data
-        rows = [builder.load(builder.bitcast(builder.gep(source, [start]), vector.as_pointer()),
-                             align=1)
+        rows = [builder.load(builder.bitcast(builder.gep(source, [builder.add(start, first_v)]),
+                                             vector.as_pointer()), align=1)
                 for start in cgutils.unpack_tuple(builder, starts_v, 8)]
         lanes = ir.VectorType(ir.IntType(32), 8)
         first, second = ir.Constant(lanes, _FIRST_HALVES), ir.Constant(lanes, _SECOND_HALVES)
@@ -96,12 +98,9 @@ def _transpose_rows(x, rows, d, work, stride):
     nb = U(rows.shape[0])
     nb8, d8 = nb - nb % U(8), d - d % U(8)
     for i in range(U(0), nb8, U(8)):
-        r = rows[i : i + U(8)]
-        s0, s1, s2, s3 = U(r[0]) * d, U(r[1]) * d, U(r[2]) * d, U(r[3]) * d
-        s4, s5, s6, s7 = U(r[4]) * d, U(r[5]) * d, U(r[6]) * d, U(r[7]) * d
+        starts = _eight_rows(rows, i, d)
         for f in range(U(0), d8, U(8)):
-            _tile8(x, (s0 + f, s1 + f, s2 + f, s3 + f, s4 + f, s5 + f, s6 + f, s7 + f), work,
-                   f * stride + i, stride)
+            _tile8(x, starts, f, work, f * stride + i, stride)
     for f in range(d):  # what the tiles left: the last rows, the last features
         dst = f * stride
         for i in range(nb8 if f < d8 else U(0), nb):
