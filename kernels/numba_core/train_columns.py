@@ -182,9 +182,8 @@ def _columns_forward(X, rows, params, sizes, offs, at, stride, act, work):
         n_in, n_out = U(sizes[l]), U(sizes[l + 1])
         src, dst = at[l], at[l + 1]
         wl, bl = U(offs[2 * l]), U(offs[2 * l + 1])
-        n_out4 = n_out - n_out % U(4)
         for u0 in range(U(0), n_out, U(4)):
-            units = U(4) if u0 < n_out4 else n_out - u0
+            units = min(U(4), n_out - u0)
             for u in range(u0, u0 + units):
                 o = dst + u * bu
                 bv = params[bl + u]
