@@ -360,6 +360,77 @@ def _columns_dots(work, a, d0, bu, n, nb, grads, g0):
         grads[g0 + u] += t
 
 
+@njit(**INLINE_REDUCE)
+def _columns_dots4(work, a, d0, bu, n, nb, grads, g0, gs):
+    """``_columns_dots`` for four input rows at once, a + k bu for k < 4,
+    into grads[g0 + k gs + u]: each pass loads four input and four delta
+    rows for sixteen dot products (half a load per multiply-add where one
+    input at a time takes a load and a quarter). LLVM splits the sums into
+    lanes in its own way here, so the gradient rounds differently from the
+    one-input loop (not less exactly). An epoch of 20,000 x 64 -> 10 tanh ->
+    4 in batches of 1,024, one thread: 1.52-1.66 -> 1.23-1.31 ms in float32,
+    3.0-3.4 -> 2.7-2.9 ms in float64 (AMD EPYC); about 0.5 s more to compile."""
+    dt = work.dtype.type
+    a1, a2, a3 = a + bu, a + U(2) * bu, a + U(3) * bu
+    h1, h2, h3 = g0 + gs, g0 + U(2) * gs, g0 + U(3) * gs
+    n4 = n - n % U(4)
+    for u in range(U(0), n4, U(4)):
+        r0 = d0 + u * bu
+        r1, r2, r3 = r0 + bu, r0 + U(2) * bu, r0 + U(3) * bu
+        t00 = t01 = t02 = t03 = dt(0.0)
+        t10 = t11 = t12 = t13 = dt(0.0)
+        t20 = t21 = t22 = t23 = dt(0.0)
+        t30 = t31 = t32 = t33 = dt(0.0)
+        for i in range(nb):
+            x0, x1, x2, x3 = work[a + i], work[a1 + i], work[a2 + i], work[a3 + i]
+            e0, e1, e2, e3 = work[r0 + i], work[r1 + i], work[r2 + i], work[r3 + i]
+            t00 += x0 * e0
+            t01 += x0 * e1
+            t02 += x0 * e2
+            t03 += x0 * e3
+            t10 += x1 * e0
+            t11 += x1 * e1
+            t12 += x1 * e2
+            t13 += x1 * e3
+            t20 += x2 * e0
+            t21 += x2 * e1
+            t22 += x2 * e2
+            t23 += x2 * e3
+            t30 += x3 * e0
+            t31 += x3 * e1
+            t32 += x3 * e2
+            t33 += x3 * e3
+        grads[g0 + u] += t00
+        grads[g0 + u + U(1)] += t01
+        grads[g0 + u + U(2)] += t02
+        grads[g0 + u + U(3)] += t03
+        grads[h1 + u] += t10
+        grads[h1 + u + U(1)] += t11
+        grads[h1 + u + U(2)] += t12
+        grads[h1 + u + U(3)] += t13
+        grads[h2 + u] += t20
+        grads[h2 + u + U(1)] += t21
+        grads[h2 + u + U(2)] += t22
+        grads[h2 + u + U(3)] += t23
+        grads[h3 + u] += t30
+        grads[h3 + u + U(1)] += t31
+        grads[h3 + u + U(2)] += t32
+        grads[h3 + u + U(3)] += t33
+    for u in range(n4, n):
+        r = d0 + u * bu
+        t0 = t1 = t2 = t3 = dt(0.0)
+        for i in range(nb):
+            e = work[r + i]
+            t0 += work[a + i] * e
+            t1 += work[a1 + i] * e
+            t2 += work[a2 + i] * e
+            t3 += work[a3 + i] * e
+        grads[g0 + u] += t0
+        grads[h1 + u] += t1
+        grads[h2 + u] += t2
+        grads[h3 + u] += t3
+
+
 @njit(**REDUCE)
 def _columns_backward(params, grads, sizes, offs, at, stride, nb, act, work):
     """The backward pass of a feature-major block, its gradient added to
@@ -383,7 +454,10 @@ def _columns_backward(params, grads, sizes, offs, at, stride, nb, act, work):
             for i in range(nbu):
                 s += work[du + i]
             grads[bl + u] += s
-        for f in range(n_in):
+        f4 = n_in - n_in % U(4)
+        for f in range(U(0), f4, U(4)):
+            _columns_dots4(work, src + f * bu, cur, bu, n_out, nbu, grads, wl + f * n_out, n_out)
+        for f in range(f4, n_in):
             _columns_dots(work, src + f * bu, cur, bu, n_out, nbu, grads, wl + f * n_out)
         if l > 0:
             nxt = at[L + 1] if cur != at[L + 1] else at[L + 2]
