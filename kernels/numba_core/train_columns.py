@@ -18,7 +18,7 @@ from .activations import _act_span
 from .exp_log import _exp_t, _log_t, _sigmoid_softplus
 from .layout import _eight_rows
 from .outputs import target_rows
-from .products import _flat
+from .products import _flat, _four_dots
 
 
 @njit(**JIT)
@@ -341,13 +341,7 @@ def _columns_dots(work, a, d0, bu, n, nb, grads, g0):
     for u in range(U(0), n4, U(4)):
         r0 = d0 + u * bu
         r1, r2, r3 = r0 + bu, r0 + U(2) * bu, r0 + U(3) * bu
-        t0 = t1 = t2 = t3 = dt(0.0)
-        for i in range(nb):
-            x = work[a + i]
-            t0 += x * work[r0 + i]
-            t1 += x * work[r1 + i]
-            t2 += x * work[r2 + i]
-            t3 += x * work[r3 + i]
+        t0, t1, t2, t3 = _four_dots(work, a, work, r0, r1, r2, r3, nb)
         grads[g0 + u] += t0
         grads[g0 + u + U(1)] += t1
         grads[g0 + u + U(2)] += t2
@@ -417,14 +411,7 @@ def _columns_dots4(work, a, d0, bu, n, nb, grads, g0, gs):
         grads[h3 + u + U(2)] += t32
         grads[h3 + u + U(3)] += t33
     for u in range(n4, n):
-        r = d0 + u * bu
-        t0 = t1 = t2 = t3 = dt(0.0)
-        for i in range(nb):
-            e = work[r + i]
-            t0 += work[a + i] * e
-            t1 += work[a1 + i] * e
-            t2 += work[a2 + i] * e
-            t3 += work[a3 + i] * e
+        t0, t1, t2, t3 = _four_dots(work, d0 + u * bu, work, a, a1, a2, a3, nb)
         grads[g0 + u] += t0
         grads[h1 + u] += t1
         grads[h2 + u] += t2

@@ -11,7 +11,7 @@ from .activations import _act_span
 from .bits import _abs_key, _inf_key
 from .exp_log import _exp
 from .outputs import _target_row
-from .products import _flat, sum_squares
+from .products import _flat, _four_dots, sum_squares
 
 
 @njit(**INLINE)
@@ -72,13 +72,7 @@ def _row_dots(T, work, src, dst, n_in, n_out, wl, bl):
     for j in range(U(0), n4, U(4)):
         r0 = wl + j * n_in
         r1, r2, r3 = r0 + n_in, r0 + U(2) * n_in, r0 + U(3) * n_in
-        s0 = s1 = s2 = s3 = dt(0.0)
-        for i in range(n_in):
-            a = work[src + i]
-            s0 += T[r0 + i] * a
-            s1 += T[r1 + i] * a
-            s2 += T[r2 + i] * a
-            s3 += T[r3 + i] * a
+        s0, s1, s2, s3 = _four_dots(work, src, T, r0, r1, r2, r3, n_in)
         work[dst + j] = s0 + T[bl + j]
         work[dst + j + U(1)] = s1 + T[bl + j + U(1)]
         work[dst + j + U(2)] = s2 + T[bl + j + U(2)]
