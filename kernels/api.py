@@ -476,10 +476,16 @@ class Kernels:
         return self._predict(as_input(X, params.dtype, int(sizes[0])), params, sizes, act, outk)
 
     def _predict(self, X, params, sizes, act, output):
-        m = n_rows(X)
+        if type(X) is np.ndarray:  # read_only and n_rows written out: one row takes microseconds
+            m = X.shape[0]
+            X = X.view()
+            X.setflags(write=False)
+        else:
+            m = n_rows(X)
+            X = read_only(X)
         out = np.empty((m, sizes[-1]), dtype=params.dtype)
         labels = np.empty(m, dtype=np.int64)
-        bad = self._core.predict_rows(read_only(X), params, sizes, act, output, out, labels)
+        bad = self._core.predict_rows(X, params, sizes, act, output, out, labels)
         return out, labels, bad
 
     def work_size(self, sizes, batch_size, sparse=False):
