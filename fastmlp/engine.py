@@ -508,14 +508,13 @@ class Engine:
         """(outputs, argmax per row) of the fitted network for kernel input X.
         One row goes through plain loops, not BLAS: no thread cap to set."""
         net = self._net
-        predict = self._kernels()._predict
         args = (X, net.params, net.sizes, ACTIVATIONS[net.activation], OUTPUTS[net.output])
         n_threads = getattr(self, "n_threads", None)
         if n_threads is None or n_rows(X) == 1:
-            out, labels, bad = predict(*args)
+            out, labels, bad = self._kernels()._predict(*args)
         else:
             with threads.limits(n_threads, self.backend_):
-                out, labels, bad = predict(*args)
+                out, labels, bad = self._kernels()._predict(*args)
         if bad >= 0:
             self._nonfinite_output(X, bad)
         return out, labels
