@@ -494,6 +494,36 @@ def test_predict_reports_the_first_non_finite_row(backend, dtype, fmt):
     assert np.isinf(out[3, 0]) and np.all(np.isfinite(np.delete(out, [3, 6], axis=0)))
 
 
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_predict_finds_non_finite_values_anywhere_in_wide_rows(backend, dtype, fmt):
+    """Rows wide enough for the check to run in vector lanes: a NaN or inf in any
+    column, in a lane or in the tail after the last full vector, marks its row;
+    the extreme finite values (the largest, the smallest subnormal, -0.0) do not
+    (their columns have zero weights, so the outputs stay finite too)."""
+    b = get_backend(backend)
+    sizes = [67, 3, 2]
+    X, params = predict_problem(dtype, sizes, 12, seed=8)
+    info = np.finfo(dtype)
+    extremes = {(1, 0): info.max, (1, 33): -info.max, (1, 66): -0.0,
+                (4, 5): info.smallest_subnormal, (4, 17): -info.smallest_subnormal,
+                (4, 64): info.tiny, (8, 40): info.max}
+    for (r, c), v in extremes.items():
+        X[r, c] = v
+        params[c * sizes[1] : (c + 1) * sizes[1]] = 0.0  # the first layer's row of column c
+    params[20 * sizes[1] : 21 * sizes[1]] = 2.0  # a huge value in column 20 overflows
+    as_fmt = {"dense": lambda A: A, "csr": scipy.sparse.csr_matrix}[fmt]
+    assert b.predict(as_fmt(X), params, sizes, "relu", "softmax")[2] == -1
+    for row, col, v in [(0, 0, np.nan), (3, 15, np.inf), (5, 16, -np.inf), (9, 63, np.nan),
+                        (11, 64, np.inf), (10, 66, -np.nan), (6, 31, np.inf), (1, 34, np.nan)]:
+        Xb = X.copy()
+        Xb[row, col] = v
+        if row:  # a finite row before it whose output is not: the input's check comes first
+            Xb[row - 1, 20] = info.max
+        assert b.predict(as_fmt(Xb), params, sizes, "relu", "softmax")[2] == row, (row, col, v)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dname)
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_predict_over_several_chunks(backend, dtype):

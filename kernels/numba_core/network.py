@@ -8,8 +8,9 @@ from numba.extending import overload
 
 from ..codes import IDENTITY, LOGISTIC, POISSON, SIGMOID, SOFTMAX
 from ..config import PREDICT_CHUNK
-from ._setup import BY_ADDRESS, ENTRY, JIT, OVERLOAD
+from ._setup import BY_ADDRESS, ENTRY, JIT, OVERLOAD, U
 from .activations import _act_flat, linear
+from .bits import _abs_key, _inf_key
 from .exp_log import _exp
 from .layout import (_block, _first_forward, _input_block, _input_rows, _layers, _n_rows, _offsets,
                      _weights)
@@ -74,13 +75,21 @@ def forward(X, params, sizes, act, output, buf_a, buf_b, out):
 
 
 @njit(**JIT)
+def _finite_span(a, i0, i1):
+    """Whether a[i0:i1] holds no NaN or inf: its largest ``_abs_key`` below
+    inf's, an integer max that vectorises (a test of each value does not:
+    11x slower over 1,000 x 784 float32)."""
+    key = _abs_key(a.dtype.type(0.0))
+    for j in range(U(i0), U(i1)):
+        key = max(key, _abs_key(a[j]))
+    return key < _inf_key(a)
+
+
+@njit(**JIT)
 def _first_nonfinite(a, cols):
     """The first row (of width ``cols``) of flat ``a`` holding NaN or inf, or -1."""
     for i in range(a.shape[0] // cols):
-        bad = False
-        for j in range(i * cols, (i + 1) * cols):
-            bad |= not np.isfinite(a[j])
-        if bad:
+        if not _finite_span(a, i * cols, (i + 1) * cols):
             return i
     return -1
 
@@ -98,9 +107,8 @@ def _first_nonfinite_input_impl(X):
     def csr(X):
         data, indices, indptr = X
         for r in range(indptr.shape[0] - 1):
-            for p in range(indptr[r], indptr[r + 1]):
-                if not np.isfinite(data[p]):
-                    return r
+            if not _finite_span(data, indptr[r], indptr[r + 1]):
+                return r
         return -1
 
     return csr
