@@ -43,14 +43,15 @@ def _shift_exp(z, p, d, r0, r1, n):
 
 @njit(**JIT)
 def _normalise(p, base, n):
-    """Divide p[base:base + n] by its sum; returns log(sum)."""
+    """Divide p[base:base + n] by its sum; returns the sum (its log is the
+    loss's, taken only where a loss is wanted: ``softmax`` takes none)."""
     s = 0.0
     for j in range(base, base + n):
         s += p[j]
     inv = 1.0 / s
     for j in range(base, base + n):
         p[j] *= inv
-    return np.log(s)
+    return s
 
 
 @njit(**ENTRY)
@@ -121,7 +122,7 @@ def softmax_rows(Z, y, w, order, start, scale, D):
         base = i * k
         label = base + y[r]
         wr = w[r] if weighted else 1.0
-        total += wr * (_normalise(z, base, k) - d[label])
+        total += wr * (np.log(_normalise(z, base, k)) - d[label])
         p_label = np.float64(z[label])
         ws = wr * scale
         for j in range(base, base + k):
