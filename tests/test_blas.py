@@ -6,9 +6,9 @@
   adapter over numba's route to SciPy's BLAS), called as C functions with
   CBLAS's signature, against numpy's ``@`` in float64: every transpose
   combination, thin and empty-edged shapes, leading dimensions wider than the
-  operands;
-- ``blas.gemm`` in compiled code against numpy, and its refusal of arrays it
-  cannot pass to BLAS;
+  operands, the plain product and alpha times it plus beta times C;
+- ``blas.gemm`` in compiled code against numpy, plain and scaled, and its
+  refusal of arrays it cannot pass to BLAS;
 - a process whose kernels call SciPy's BLAS through the adapter, loading the
   machine code this process cached, trains the model this process trains.
 """
@@ -59,9 +59,10 @@ def test_source_is_numpys_openblas_where_numpy_bundles_it():
     assert blas.describe()  # what show_config prints
 
 
-def _call(address, dtype, transa, transb, A, B, C):
-    """C = op(A) @ op(B) through the C function at ``address``: A, B and C may be
-    views of the leading columns of wider arrays (row stride = leading dimension)."""
+def _call(address, dtype, transa, transb, A, B, C, alpha=1.0, beta=0.0):
+    """C = alpha op(A) @ op(B) + beta C through the C function at ``address``: A,
+    B and C may be views of the leading columns of wider arrays (row stride =
+    leading dimension)."""
     real = C_REAL[dtype]
     fn = ctypes.CFUNCTYPE(None, C_INT, C_INT, C_INT, C_LONG, C_LONG, C_LONG, real, C_VOIDP,
                           C_LONG, C_VOIDP, C_LONG, real, C_VOIDP, C_LONG)(address)
@@ -69,8 +70,8 @@ def _call(address, dtype, transa, transb, A, B, C):
     n = B.shape[0] if transb else B.shape[1]
     size = np.dtype(dtype).itemsize
     fn(blas.ROW_MAJOR, blas.TRANS if transa else blas.NO_TRANS,
-       blas.TRANS if transb else blas.NO_TRANS, m, n, k, 1.0, A.ctypes.data,
-       A.strides[0] // size, B.ctypes.data, B.strides[0] // size, 0.0, C.ctypes.data,
+       blas.TRANS if transb else blas.NO_TRANS, m, n, k, alpha, A.ctypes.data,
+       A.strides[0] // size, B.ctypes.data, B.strides[0] // size, beta, C.ctypes.data,
        C.strides[0] // size)
 
 
@@ -82,7 +83,8 @@ SHAPES = [(34, 64, 100), (1, 1, 1), (1, 300, 20), (200, 3, 1), (64, 1, 64), (7, 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transa,transb", list(itertools.product([False, True], repeat=2)))
 @pytest.mark.parametrize("wide", [False, True], ids=["packed", "wider-rows"])
-def test_entry_point_against_numpy(source, dtype, transa, transb, wide):
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.375, 0.875)], ids=["plain", "scaled"])
+def test_entry_point_against_numpy(source, dtype, transa, transb, wide, alpha, beta):
     rng = np.random.default_rng(7)
     pad = 3 if wide else 0
     for m, k, n in SHAPES:
@@ -92,13 +94,16 @@ def test_entry_point_against_numpy(source, dtype, transa, transb, wide):
         B = rng.standard_normal((b_shape[0], b_shape[1] + pad)).astype(dtype)[:, :b_shape[1]]
         C_full = np.full((m, n + pad), 7.0, dtype)
         C = C_full[:, :n]
-        _call(ENTRY_POINTS[source][dtype], dtype, transa, transb, A, B, C)
+        if beta:
+            C[:] = rng.standard_normal((m, n))
+        C0 = C.astype(np.float64)  # beta 0: C's 7s must not reach the result
+        _call(ENTRY_POINTS[source][dtype], dtype, transa, transb, A, B, C, alpha, beta)
         opA = (A.T if transa else A).astype(np.float64)
         opB = (B.T if transb else B).astype(np.float64)
-        want = opA @ opB
-        scale = np.abs(opA) @ np.abs(opB)  # bounds the rounding of each sum
-        eps = np.finfo(dtype).eps
-        assert np.all(np.abs(C - want) <= 4 * k * eps * scale + np.finfo(dtype).tiny), \
+        want = alpha * (opA @ opB) + beta * C0
+        scale = abs(alpha) * (np.abs(opA) @ np.abs(opB)) + abs(beta) * np.abs(C0)
+        eps = np.finfo(dtype).eps  # scale bounds the rounding of each sum
+        assert np.all(np.abs(C - want) <= 4 * (k + 1) * eps * scale + np.finfo(dtype).tiny), \
             (source, m, k, n)
         assert np.all(C_full[:, n:] == 7.0)  # nothing written beyond the operand
 
@@ -108,9 +113,9 @@ def _three_products(A, B, AB, AtAB, ABBt):
     """A @ B, A.T @ (A @ B) and (A @ B) @ B.T by ``blas.gemm``."""
     m, k = A.shape
     n = B.shape[1]
-    blas.gemm(False, False, m, n, k, A, B, AB)
-    blas.gemm(True, False, k, n, m, A, AB, AtAB)
-    blas.gemm(False, True, m, k, n, AB, B, ABBt)
+    blas.gemm(False, False, m, n, k, 1.0, A, B, 0.0, AB)
+    blas.gemm(True, False, k, n, m, 1.0, A, AB, 0.0, AtAB)
+    blas.gemm(False, True, m, k, n, 1.0, AB, B, 0.0, ABBt)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -129,8 +134,36 @@ def test_compiled_gemm_against_numpy(dtype):
 
 
 @njit
+def _scaled_products(A, B, D, AB, AtD, DBt, alpha, beta):
+    """alpha A @ B, alpha A.T @ D and alpha D @ B.T by ``blas.gemm``, each plus
+    beta times the array it lands in (``alpha`` and ``beta`` float64 whatever
+    the arrays' dtype)."""
+    m, k = A.shape
+    n = B.shape[1]
+    blas.gemm(False, False, m, n, k, alpha, A, B, beta, AB)
+    blas.gemm(True, False, k, n, m, alpha, A, D, beta, AtD)
+    blas.gemm(False, True, m, k, n, alpha, D, B, beta, DBt)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_gemm_scales_the_product_and_adds_the_old_values(dtype):
+    rng = np.random.default_rng(4)
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    alpha, beta = -0.01, 0.9
+    for m, k, n in SHAPES:
+        A, B, D = (rng.standard_normal(s).astype(dtype) for s in ((m, k), (k, n), (m, n)))
+        AB, AtD, DBt = (rng.standard_normal(s).astype(dtype) for s in ((m, n), (k, n), (m, k)))
+        A64, B64, D64 = (a.astype(np.float64) for a in (A, B, D))
+        wants = [alpha * p + beta * old.astype(np.float64)
+                 for p, old in ((A64 @ B64, AB), (A64.T @ D64, AtD), (D64 @ B64.T, DBt))]
+        _scaled_products(A, B, D, AB, AtD, DBt, alpha, beta)
+        for got, want in zip((AB, AtD, DBt), wants):
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
+
+
+@njit
 def _product(A, B, C):
-    blas.gemm(False, False, A.shape[0], B.shape[1], A.shape[1], A, B, C)
+    blas.gemm(False, False, A.shape[0], B.shape[1], A.shape[1], 1.0, A, B, 0.0, C)
 
 
 @pytest.mark.parametrize("case", ["fortran-order", "mixed-dtypes", "integers", "one-d"])

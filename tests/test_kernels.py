@@ -1649,6 +1649,30 @@ def test_train_epoch_blas_sized_batches(dtype, solver_key, sparse):
                            n=60, epochs=1, sparse=sparse, weighted=True)
 
 
+@pytest.mark.parametrize("net", ["blas", "loops"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("solver_key", ["sgd", "nesterov"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dname)
+def test_train_epoch_sgd_with_the_first_gradient_in_the_velocity(dtype, solver_key, sparse,
+                                                                 net):
+    """Whole batches under SGD without Nesterov's step: the compiled core has BLAS put
+    the first layer's weight gradient straight into the velocity, for every batch but
+    the epoch's last of nonzero weight, where the product is BLAS's (dense rows,
+    "blas": 12 x 40 x 24) and not a loop ("loops": 5 x 4 x 3) nor CSR rows. Two
+    epochs of five batches against the reference; each ends on a batch of one row of
+    weight 0, so the gradient kept is the fifth batch's. Nesterov's step, which takes
+    no such shortcut, on the same problems."""
+    sizes, batch = {"blas": ([40, 24, 2, 2], 12), "loops": ([4, 3, 3], 5)}[net]
+    n = 5 * batch + 1
+    assert _path(sizes, batch, "softmax", solver_key, sparse) == "train_epoch"
+    assert (batch * sizes[0] * sizes[1] > config.SMALL_GEMM) == (net == "blas")
+    rng = np.random.default_rng(21)
+    rest = np.delete(np.arange(n), 1)  # row 1 weighs 0 (``epoch_problem``)
+    orders = [np.append(rng.permutation(rest), 1) for _ in range(2)]
+    run_and_compare_epochs(dtype, "tanh", "softmax", solver_key, batch, 0.01, sizes=sizes,
+                           n=n, orders=orders, weighted=True, sparse=sparse)
+
+
 #: Batch layouts (batch size, rows) that take the compiled core's feature-major kernel
 #: ``train_columns`` for the narrow networks below: one full batch, and batches of the
 #: smallest size it takes with a remainder.

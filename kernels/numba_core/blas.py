@@ -117,22 +117,27 @@ for _letter, _symbol in SYMBOLS.items():
 
 
 @intrinsic
-def gemm(typingctx, transa, transb, m, n, k, A, B, C):
-    """C = op(A) @ op(B) by BLAS (``fastmlp_sgemm``/``fastmlp_dgemm``): op(A),
-    m x k, is A or (``transa``) A.T; op(B), k x n, is B or (``transb``) B.T.
-    A, B and C: C-contiguous 2-D arrays of one float dtype, each row one
-    leading dimension; m, n and k at least 1."""
+def gemm(typingctx, transa, transb, m, n, k, alpha, A, B, beta, C):
+    """C = alpha op(A) @ op(B) + beta C by BLAS (``fastmlp_sgemm``/
+    ``fastmlp_dgemm``): op(A), m x k, is A or (``transa``) A.T; op(B), k x n,
+    is B or (``transb``) B.T. A, B and C: C-contiguous 2-D arrays of one float
+    dtype, each row one leading dimension; m, n and k at least 1; alpha and
+    beta: floats, rounded to that dtype (beta 0: C's old values are not read)."""
     arrays = (A, B, C)
     if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays):
         raise TypingError("gemm takes C-contiguous 2-D arrays")
     dtype = A.dtype
     if dtype not in (types.float32, types.float64) or B.dtype != dtype or C.dtype != dtype:
         raise TypingError("gemm takes float32 or float64 arrays of one dtype")
+    if not all(isinstance(s, types.Float) for s in (alpha, beta)):
+        raise TypingError("gemm takes float scalars alpha and beta")
     sig = types.none(types.boolean, types.boolean, types.int64, types.int64, types.int64,
-                     A, B, C)
+                     alpha, A, B, beta, C)
 
     def codegen(context, builder, signature, args):
-        ta, tb, m_, n_, k_ = args[:5]
+        ta, tb, m_, n_, k_, alpha_, a_, b_, beta_, c_ = args
+        scalars = [context.cast(builder, v, t, dtype)
+                   for v, t in ((alpha_, signature.args[5]), (beta_, signature.args[8]))]
         int32, int64 = ir.IntType(32), ir.IntType(64)
         real = context.get_value_type(dtype)
         voidptr = cgutils.voidptr_t
@@ -142,7 +147,7 @@ def gemm(typingctx, transa, transb, m, n, k, A, B, C):
         fn = cgutils.get_or_insert_function(
             builder.module, fnty, SYMBOLS["s" if dtype == types.float32 else "d"])
         pointers, leading = [], []
-        for ty, value in zip(arrays, args[5:]):
+        for ty, value in zip(arrays, (a_, b_, c_)):
             array = context.make_array(ty)(context, builder, value)
             pointers.append(builder.bitcast(array.data, voidptr))
             width = cgutils.unpack_tuple(builder, array.shape, 2)[1]
@@ -153,8 +158,8 @@ def gemm(typingctx, transa, transb, m, n, k, A, B, C):
             return builder.select(trans, ir.Constant(int32, TRANS), ir.Constant(int32, NO_TRANS))
 
         builder.call(fn, [ir.Constant(int32, ROW_MAJOR), flag(ta), flag(tb), m_, n_, k_,
-                          ir.Constant(real, 1.0), pointers[0], leading[0], pointers[1],
-                          leading[1], ir.Constant(real, 0.0), pointers[2], leading[2]])
+                          scalars[0], pointers[0], leading[0], pointers[1], leading[1],
+                          scalars[1], pointers[2], leading[2]])
         return context.get_dummy_value()
 
     return sig, codegen

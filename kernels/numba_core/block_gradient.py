@@ -30,12 +30,12 @@ from numba.core.typing.typeof import Purpose
 from ..codes import SOFTMAX
 from ._setup import BY_ADDRESS, INLINE, JIT, ByAddress
 from .activations import _act_backward_sums
-from .layout import _block, _first_gradient, _input_block, _weights
+from .layout import _block, _first_gradient, _first_rows, _input_block, _weights
 from .network import _forward_rows
 from .optimisers import _update_span
 from .outputs import softmax_rows, target_rows
 from .parallel_compile import compile_all
-from .products import _read_only, column_sums, gemm_nt, gemm_tn
+from .products import _read_only, column_sums, gemm_nt, gemm_tn, gemm_tn_scaled
 from .train_columns import _columns_block_softmax, _columns_block_targets
 
 
@@ -55,6 +55,17 @@ def _layer_gradient(X, order, start, m, sizes, work, wo, l, gW):
         _first_gradient(X, order, start, _input_block(X, work, wo, m, sizes[0]), D, gW)
     else:
         gemm_tn(_read_only(_block(work, wo, l, m, sizes[l])), D, gW)
+
+
+@njit(**JIT)
+def _first_layer_onto(X, order, start, m, sizes, offs, work, wo, V, lr, momentum):
+    """The first layer's weight gradient of m dense rows whose backward pass
+    left it out (``_block_backward``, ``first`` False), from their delta and
+    input rows in ``work``, straight into the SGD velocity V as V = momentum *
+    V - lr * gradient, in BLAS's one call: the gradient is neither written,
+    nor zeroed first, nor read back."""
+    gemm_tn_scaled(_first_rows(X, order, start, m, _input_block(X, work, wo, m, sizes[0])),
+                   _delta(work, wo, sizes, m, 0), _weights(V, sizes, offs, 0)[0], -lr, momentum)
 
 
 @njit(**JIT)
@@ -103,15 +114,18 @@ def _block_loss_targets(y, Y, w, order, start, m, sizes, offs, output, scale, wo
 
 
 @njit(**BY_ADDRESS)
-def _block_backward(X, order, start, m, params, sizes, offs, act, work, wo, G):
+def _block_backward(X, order, start, m, params, sizes, offs, act, work, wo, G, first):
     """Backward pass of the m rows ``_row(order, start, i)`` from the output
     delta that the loss pass left in their scratch ``work``: per layer from
     the top, its weights' gradient and the bias gradient and delta of the
-    layer below, into ``G`` (a whole parameter vector)."""
+    layer below, into ``G`` (a whole parameter vector); the first layer's
+    weight gradient only when ``first`` (``train_epoch`` under SGD computes
+    it itself: ``_first_layer_onto``)."""
     L = sizes.shape[0] - 1
     for l in range(L - 1, -1, -1):
-        _layer_gradient(X, order, start, m, sizes, work, wo, l,
-                        _weights(G, sizes, offs, l)[0])
+        if l > 0 or first:
+            _layer_gradient(X, order, start, m, sizes, work, wo, l,
+                            _weights(G, sizes, offs, l)[0])
         if l > 0:
             _delta_below(params, sizes, offs, act, work, wo, m, l,
                          _weights(G, sizes, offs, l - 1)[1])
@@ -119,12 +133,13 @@ def _block_backward(X, order, start, m, params, sizes, offs, act, work, wo, G):
 
 @njit(**INLINE)
 def _block_gradient(forward, loss, backward, X, y, Y, w, order, start, m, params, sizes, offs,
-                    act, output, scale, work, wo, G):
+                    act, output, scale, work, wo, G, first):
     """Forward, loss and backward of the m rows ``_row(order, start, i)``
     with their own scratch ``work``, by ``forward`` (``_forward_rows``),
     ``loss`` (``_block_loss_softmax`` or ``_block_loss_targets``) and
     ``backward`` (``_block_backward``), called by address; the gradient of
-    their loss times ``scale`` into ``G``.
+    their loss times ``scale`` into ``G`` (the first layer's weight gradient
+    only when ``first``).
     Returns the rows' weighted loss. The scalars are cast to the exact types
     of the passes' signatures (a call by address converts none)."""
     L = sizes.shape[0] - 1
@@ -132,7 +147,7 @@ def _block_gradient(forward, loss, backward, X, y, Y, w, order, start, m, params
     forward(X, order, start, m, params, sizes, offs, act, output, work, wo,
             _block(work, wo, L, m, sizes[L]))
     data = loss(y, Y, w, order, start, m, sizes, offs, output, np.float64(scale), work, wo, G)
-    backward(X, order, start, m, params, sizes, offs, act, work, wo, G)
+    backward(X, order, start, m, params, sizes, offs, act, work, wo, G, np.bool_(first))
     return data
 
 
@@ -208,7 +223,7 @@ def _block_passes(X_t, y_t, Y_t, w_t, order_t, params_t, sizes_t, softmax):
                      (y_t, Y_t, w_t, order_t, i, i, sizes_t, _INDEX, i, types.float64, vector,
                       _INDEX, vector), types.float64)
     backward = ByAddress(_block_backward, (X_t, order_t, i, i, params_t, sizes_t, _INDEX, i,
-                                           vector, _INDEX, vector), types.none)
+                                           vector, _INDEX, vector, types.boolean), types.none)
     return forward, loss, backward
 
 

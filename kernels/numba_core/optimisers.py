@@ -35,6 +35,28 @@ def sgd_step(params, grads, velocity, lr, momentum, nesterov, decay, i0, i1, kee
     return key < _inf_key(params), sq
 
 
+@njit(**REDUCE)
+def sgd_step_onto(params, velocity, lr, decay, i0, i1):
+    """The rest of an SGD step (no Nesterov) on entries i0..i1-1 whose velocity
+    BLAS has already made momentum * velocity - lr * grads, grads without the
+    L2 term (``block_gradient._first_layer_onto``): velocity -= lr * (decay *
+    params), params += velocity, in one pass. Returns what ``sgd_step``
+    does."""
+    dt = params.dtype.type
+    lr_, dec = dt(lr), dt(decay)
+    key = _abs_key(dt(0.0))
+    sq = 0.0
+    params, velocity = params[i0:i1], velocity[i0:i1]
+    for i in range(params.shape[0]):
+        v = velocity[i] - lr_ * (dec * params[i])
+        p = params[i] + v
+        velocity[i] = v
+        params[i] = p
+        key = max(key, max(_abs_key(v), _abs_key(p)))
+        sq += np.float64(p) * np.float64(p)
+    return key < _inf_key(params), sq
+
+
 @njit(**JIT)
 def adam_rate(lr, beta1, beta2, step):
     """Adam's step size for update number ``step`` (>= 1), both bias

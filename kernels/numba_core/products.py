@@ -54,7 +54,7 @@ def gemm_nn(A, B, C):
     m, k = A.shape
     n = B.shape[1]
     if m * n * k > SMALL_GEMM and m > 1:
-        gemm(False, False, m, n, k, A, B, C)
+        gemm(False, False, m, n, k, 1.0, A, B, 0.0, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
     ku, nu = U(k), U(n)
@@ -86,7 +86,7 @@ def gemm_tn(A, B, C):
     m, k = A.shape
     n = B.shape[1]
     if m * n * k > SMALL_GEMM:
-        gemm(True, False, k, n, m, A, B, C)
+        gemm(True, False, k, n, m, 1.0, A, B, 0.0, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
     ku, nu = U(k), U(n)
@@ -102,6 +102,13 @@ def gemm_tn(A, B, C):
 
 
 @njit(**JIT)
+def gemm_tn_scaled(A, B, C, alpha, beta):
+    """C = alpha A.T @ B + beta C in one BLAS call, at any size."""
+    m, k = A.shape
+    gemm(True, False, k, B.shape[1], m, alpha, A, B, beta, C)
+
+
+@njit(**JIT)
 def gemm_nt(A, B, C):
     """C = A @ B.T; an outer product (k = 1: the delta below a layer of one
     unit, a binary classifier's output) is a plain loop at any size, 2x as
@@ -110,7 +117,7 @@ def gemm_nt(A, B, C):
     m, k = A.shape
     n = B.shape[0]
     if m * n * k > SMALL_GEMM and k > 1:
-        gemm(False, True, m, n, k, A, B, C)
+        gemm(False, True, m, n, k, 1.0, A, B, 0.0, C)
         return
     a, b, c = _flat(A), _flat(B), _flat(C)
     ku, nu = U(k), U(n)

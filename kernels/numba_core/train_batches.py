@@ -6,10 +6,12 @@ weights, the L2 penalty).
 import numpy as np
 from numba import njit
 
+from ..codes import ADAM
+from ..config import SMALL_GEMM
 from ._setup import ENTRY, JIT
-from .block_gradient import _block_gradient, _span_update, _with_by_address
+from .block_gradient import _block_gradient, _first_layer_onto, _span_update, _with_by_address
 from .layout import _input_rows, _layers, _offsets
-from .optimisers import adam_rate
+from .optimisers import adam_rate, sgd_step_onto
 from .outputs import _row
 from .products import sum_squares
 
@@ -69,7 +71,11 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
     its rows at once (``_block_gradient``: ``forward``, ``loss`` and
     ``backward``, products by BLAS and its threads above ``SMALL_GEMM``),
     then the optimiser's step in one pass over the parameters (``update``:
-    ``_update_span``), each called by address (``block_gradient``). A batch
+    ``_update_span``), each called by address (``block_gradient``). Under
+    SGD without Nesterov's step, BLAS's product of the first layer's weight
+    gradient puts it straight into the velocity (``_first_layer_onto``),
+    whose step ``sgd_step_onto`` then finishes, but for the epoch's last
+    batch of nonzero weight, whose gradient ``grads`` keeps. A batch
     whose loss, or any new parameter or optimiser value, is not finite stops
     the epoch at once (rows done < len(order)); the caller restores what it
     saved.
@@ -82,25 +88,38 @@ def _train_epoch_by(X, y, Y, w, order, params, grads, state1, state2, step, size
     data_total = 0.0
     penalty_total = 0.0
     sq = -1.0  # sum of W**2, known after the first update
+    onto_velocity = solver != ADAM and not nesterov
+    W0 = offs[1]  # the first layer's weights: params[:W0]
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         weight = _batch_weight(w, order, start, m)
         if weight == 0.0:  # rows of zero weight: nothing to learn from them
             continue
         scale = 1.0 / weight
+        keep = start == last
+        # dense rows (CSR: no input rows) whose first product BLAS computes
+        onto = (onto_velocity and not keep
+                and _input_rows(X, m) * sizes[0] * sizes[1] > SMALL_GEMM)
         data = _block_gradient(forward, loss, backward, X, y, Y, w, order, start, m, params,
-                               sizes, offs, act, output, scale, work, wo, grads)
+                               sizes, offs, act, output, scale, work, wo, grads, not onto)
         penalty, sq = _batch_penalty(params, sizes, offs, l2, sq)
         if not np.isfinite(data + penalty):
             return np.nan, np.nan, step, start
+        if onto:
+            _first_layer_onto(X, order, start, m, sizes, offs, work, wo, state1, lr, momentum)
         data_total += data * m * scale
         penalty_total += penalty * m * scale
         rate = adam_rate(lr, beta1, beta2, step + 1)
-        ok, sq = _span_update(update, params, grads, state1, state2, offs, 0, P, solver, lr,
-                              momentum, nesterov, beta1, beta2, eps, rate, l2 * scale,
-                              start == last)
-        if not ok:
+        ok, sq, c0 = True, 0.0, 0
+        if onto:  # the first layer's weights: the rest of the step BLAS began
+            ok, sq = sgd_step_onto(params, state1, lr, l2 * scale, 0, W0)
+            c0 = W0
+        rest_ok, rest_sq = _span_update(update, params, grads, state1, state2, offs, c0, P,
+                                        solver, lr, momentum, nesterov, beta1, beta2, eps, rate,
+                                        l2 * scale, keep)
+        if not (ok and rest_ok):
             return np.nan, np.nan, step, start
+        sq += rest_sq
         step += 1
     return data_total, penalty_total, step, n
 

@@ -105,7 +105,7 @@ def _rows_pass(forward, loss, backward, X, y, Y, w, order, start, m, rows, param
             r0 = b * rows
             losses[b] = _block_gradient(forward, loss, backward, X, y, Y, w, order, start + r0,
                                         min(rows, m - r0), params, sizes, offs, act, output,
-                                        scale, scratch, wo, slots[b * P : (b + 1) * P])
+                                        scale, scratch, wo, slots[b * P : (b + 1) * P], True)
     total = 0.0
     for b in range(nb):
         total += losses[b]
