@@ -49,19 +49,22 @@ def gemm_epoch_kernel():
                     w = widths[l + 1]
                     out = As[l][:m * w].reshape(m, w)
                     if l == 0:
-                        gemm(False, False, m, w, d, Xb, Ws[l], out)
+                        gemm(False, False, m, w, d, 1.0, Xb, Ws[l], 0.0, out)
                     else:
                         v = widths[l]
-                        gemm(False, False, m, w, v, As[l - 1][:m * v].reshape(m, v), Ws[l], out)
+                        A = As[l - 1][:m * v].reshape(m, v)
+                        gemm(False, False, m, w, v, 1.0, A, Ws[l], 0.0, out)
                 for l in range(L - 1, -1, -1):
                     w = widths[l + 1]
                     D = Ds[l][:m * w].reshape(m, w)
                     if l == 0:
-                        gemm(True, False, d, w, m, Xb, D, Gs[l])
+                        gemm(True, False, d, w, m, 1.0, Xb, D, 0.0, Gs[l])
                     else:
                         v = widths[l]
-                        gemm(True, False, v, w, m, As[l - 1][:m * v].reshape(m, v), D, Gs[l])
-                        gemm(False, True, m, v, w, D, Ws[l], Ds[l - 1][:m * v].reshape(m, v))
+                        A = As[l - 1][:m * v].reshape(m, v)
+                        gemm(True, False, v, w, m, 1.0, A, D, 0.0, Gs[l])
+                        gemm(False, True, m, v, w, 1.0, D, Ws[l], 0.0,
+                             Ds[l - 1][:m * v].reshape(m, v))
 
         _KERNEL = gemm_epoch
     return _KERNEL
