@@ -30,7 +30,8 @@ compiled entry point, so that a fit compiles only the one it uses:
   products by BLAS and its threads (or plain loops below ``SMALL_GEMM``), a
   fused pass per layer for the activation's derivative and the bias gradient
   (the block gradient of the row-block kernels, over the whole batch), then
-  a one-pass update of the parameters.
+  a one-pass update of the parameters (under SGD without Nesterov's step, BLAS
+  puts the first layer's weight gradient straight into the velocity).
 
 The row-block kernels (``api.ROW_BLOCK_KERNELS``, ``train_row_blocks.py``)
 split rows the same way for any number of threads and sum in a fixed order,
