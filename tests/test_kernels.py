@@ -2023,53 +2023,38 @@ def test_train_epoch_fails_whole_on_a_non_finite_batch(backend, output, solver_k
     _assert_failed_epoch(result, reference, before, (params, s1, s2), f"{backend} {output}")
 
 
+#: (sizes, rows, batch size, the overflowing row) of the epochs whose second batch's
+#: gradient overflows float32: a small network, and one whose first layer's gradient
+#: the compiled core's BLAS puts straight into the velocity under SGD (12 x 40 x 2, no
+#: hidden layer: the gradient overflows there and only there, the bias's stays finite,
+#: before the step sees it).
+OVERFLOWING_EPOCHS = {"small": ([2, 3, 2], 6, 2, 3), "into-velocity": ([40, 2], 36, 12, 15)}
+
+
+@pytest.mark.parametrize("case", tuple(OVERFLOWING_EPOCHS))
 @pytest.mark.parametrize("solver_key", tuple(SOLVERS))
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
-def test_train_epoch_fails_whole_on_an_update_that_overflows_float32(backend, solver_key):
+def test_train_epoch_fails_whole_on_an_update_that_overflows_float32(backend, solver_key,
+                                                                      case):
     """The second batch's loss is finite (it is summed in float64) but its gradient
     overflows float32, and so would the update: the epoch stops there and puts back
     params and state as they were at the call."""
     b = get_backend(backend)
     solver, nesterov = SOLVERS[solver_key]
-    sizes = [2, 3, 2]
-    X, Y, _, params, grads, s1, s2 = epoch_problem(np.float32, "squared", sizes, 6, 23)
-    X[3] = [1e25, -1e25]
-    order = np.arange(6)
+    sizes, n, batch, row = OVERFLOWING_EPOCHS[case]
+    X, Y, _, params, grads, s1, s2 = epoch_problem(np.float32, "squared", sizes, n,
+                                                   23 + (case != "small"))
+    X[row] = np.where(np.arange(sizes[0]) % 2, -1e25, 1e25)
+    order = np.arange(n)
     before = [a.copy() for a in (params, s1, s2)]
     reference = ref.train_epoch(X, Y, order, params, grads, s1, s2, 2, sizes, "identity",
-                                "squared", solver, 0.01, 0.9, nesterov, batch_size=2,
+                                "squared", solver, 0.01, 0.9, nesterov, batch_size=batch,
                                 dtype=np.float32)
-    assert reference[2:4] == (2, 2)
+    assert reference[2:4] == (2, batch)
+    assert _path(sizes, batch, "squared", solver_key) == "train_epoch"
     with np.errstate(over="ignore", invalid="ignore"):
         result = b.train_epoch(X, Y, order, params, grads, s1, s2, 2, sizes, "identity",
-                               "squared", solver, 0.01, 0.9, nesterov, batch_size=2)
-    _assert_failed_epoch(result, reference, before, (params, s1, s2), backend)
-
-
-@pytest.mark.parametrize("solver_key", tuple(SOLVERS))
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
-def test_train_epoch_fails_whole_when_the_velocity_took_an_overflowing_gradient(backend,
-                                                                                 solver_key):
-    """The same on batches whose first layer's gradient the compiled core's BLAS puts
-    straight into the velocity under SGD (12 x 40 x 2, no hidden layer): the second
-    batch's gradient overflows float32 there, and only there (the bias's gradient stays
-    finite), before the step sees it; the epoch stops and puts back params and state as
-    they were at the call."""
-    b = get_backend(backend)
-    solver, nesterov = SOLVERS[solver_key]
-    sizes = [40, 2]
-    X, Y, _, params, grads, s1, s2 = epoch_problem(np.float32, "squared", sizes, 36, 24)
-    X[15] = 1e25
-    order = np.arange(36)
-    before = [a.copy() for a in (params, s1, s2)]
-    reference = ref.train_epoch(X, Y, order, params, grads, s1, s2, 2, sizes, "identity",
-                                "squared", solver, 0.01, 0.9, nesterov, batch_size=12,
-                                dtype=np.float32)
-    assert reference[2:4] == (2, 12)
-    assert _path(sizes, 12, "squared", solver_key) == "train_epoch"
-    with np.errstate(over="ignore", invalid="ignore"):
-        result = b.train_epoch(X, Y, order, params, grads, s1, s2, 2, sizes, "identity",
-                               "squared", solver, 0.01, 0.9, nesterov, batch_size=12)
+                               "squared", solver, 0.01, 0.9, nesterov, batch_size=batch)
     _assert_failed_epoch(result, reference, before, (params, s1, s2), backend)
 
 
