@@ -57,7 +57,7 @@ def _layer_gradient(X, order, start, m, sizes, work, wo, l, gW):
         gemm_tn(_read_only(_block(work, wo, l, m, sizes[l])), D, gW)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _first_layer_onto(X, order, start, m, sizes, offs, work, wo, V, lr, momentum):
     """The first layer's weight gradient of m dense rows whose backward pass
     left it out (``_block_backward``, ``first`` False), from their delta and

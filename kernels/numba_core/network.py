@@ -6,12 +6,12 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ..codes import IDENTITY, LOGISTIC, POISSON, SIGMOID, SOFTMAX
+from ..codes import IDENTITY, LOGISTIC, POISSON, SOFTMAX
 from ..config import PREDICT_CHUNK
 from ._setup import BY_ADDRESS, ENTRY, JIT, OVERLOAD, U
-from .activations import _act_flat, linear
+from .activations import linear
 from .bits import _abs_key, _inf_key
-from .exp_log import _exp
+from .exp_log import _exp, _sigmoid_t
 from .layout import (_block, _first_forward, _input_block, _input_rows, _layers, _n_rows, _offsets,
                      _weights)
 from .outputs import softmax
@@ -40,12 +40,14 @@ def _forward_rows(X, order, start, m, params, sizes, offs, act, output, work, wo
 @njit(**JIT)
 def _output_only(out, output):
     """The output function applied to logits in place (no loss)."""
-    m, k = out.shape
     if output == SOFTMAX:
         softmax(out, out)
     elif output == LOGISTIC:
-        # int64 values, not literals: one compiled _act_flat for this and the layers
-        _act_flat(_flat(out), np.int64(0), m * k, np.int64(SIGMOID))
+        # the sigmoid alone (the same bits as the layers' ``_act_flat``, which
+        # would compile every activation here: 0.4-0.6 s of a first predict)
+        o = _flat(out)
+        for j in range(o.shape[0]):
+            o[j] = _sigmoid_t(o[j])
     elif output == POISSON:
         o = _flat(out)
         for j in range(o.shape[0]):
